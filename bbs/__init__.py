@@ -1,0 +1,1 @@
+"""bbs: see ../shared/DESIGN.md."""

@@ -1,0 +1,5 @@
+import sys
+
+from bbs.cli import main
+
+sys.exit(main())

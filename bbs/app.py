@@ -1,0 +1,92 @@
+"""The App: one object holding the shared state every server uses.
+
+Passed explicitly to each server (no module-level singletons). Owns the
+event bus, node table, filters, failed-login tracker, databases, user base
+and listener manager. Built by the composition root (:mod:`bbs.runner`) and
+by tests.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+from typing import Callable
+
+from bbs.db import Database
+from bbs.events import EventBus, SecurityEvent
+from bbs.filters import FilterSet
+from bbs.instance import Config
+from bbs.listeners import ListenerManager
+from bbs.loginattempts import LoginAttemptTracker
+from bbs.nodetable import NodeTable
+from bbs.tlscert import ensure_certificate, server_context
+from bbs.users import USER_MIGRATIONS, User, UserBase
+
+log = logging.getLogger(__name__)
+
+#: Security level of the sysop account created on first start (Synchronet: 90+ is sysop).
+SYSOP_ACCOUNT_LEVEL = 99
+
+
+def generate_password() -> str:
+    """A random password that is easy to type: 12 characters, no look-alikes."""
+    alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(12))
+
+
+class App:
+    """Shared state of one running BBS instance."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.instance = config.instance
+        self.bus = EventBus()
+        self.nodes = NodeTable(config.system.nodes, self.bus)
+        self.filters = FilterSet(self.instance.text, self.instance.ctrl)
+        glob = config.server.global_
+        self.login = LoginAttemptTracker(
+            glob.login, ip_can=self.filters.ip, exempt=self.filters.ipfilter_exempt,
+            hack_log=self.instance.logs / "hack.log",
+            on_event=lambda kind, info: self.bus.publish(SecurityEvent(kind, info)))
+        self.db = Database(self.instance.data / "user.db", USER_MIGRATIONS, name="user")
+        self.users = UserBase(self.db, name_filter=self.filters.name.match)
+        self._tls: ssl.SSLContext | None = None
+        self.listeners = ListenerManager(bus=self.bus, filters=self.filters, login=self.login,
+                                         tls_context=self.tls_context)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The server TLS context (certificate generated on first use if absent)."""
+        if self._tls is None:
+            glob = self.config.server.global_
+            ensure_certificate(glob.tls_certificate, glob.tls_private_key, glob.hostname)
+            self._tls = server_context(glob.tls_certificate, glob.tls_private_key)
+        return self._tls
+
+    async def open(self, announce_password: Callable[[str, str], None] | None = None) -> None:
+        """Open databases, create folders, the TLS certificate and (on the
+        first start) the sysop account, whose generated password is given to
+        ``announce_password(alias, password)`` once and never logged."""
+        self.bus.bind_loop(asyncio.get_running_loop())
+        await self.db.open()
+        for folder in (self.instance.logs, *(d.path for d in self.config.files.dirs)):
+            folder.mkdir(parents=True, exist_ok=True)
+        if any(item.tls.value == "on" for item in self.config.listeners):
+            self.tls_context()
+        await self.ensure_sysop(announce_password)
+
+    async def ensure_sysop(self, announce: Callable[[str, str], None] | None) -> User | None:
+        """Create the Operator account when the user base is empty."""
+        if await self.users.count():
+            return None
+        alias = self.config.system.operator
+        password = generate_password()
+        sysop_base = UserBase(self.db)  # the sysop's own name may be in name.can
+        user = await sysop_base.add(alias, password, real_name=alias, level=SYSOP_ACCOUNT_LEVEL)
+        log.info("created the sysop account #%d %s", user.number, alias)
+        if announce is not None:
+            announce(alias, password)
+        return user
+
+    async def close(self) -> None:
+        await self.db.close()

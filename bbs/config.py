@@ -1,0 +1,297 @@
+"""sbbs.ini: the servers' configuration, with Synchronet's sections and keys.
+
+:func:`load_server_config` parses ``ctrl/sbbs.ini`` once into frozen
+dataclasses. Defaults are Synchronet's (one place: the ``get`` calls below);
+every bad value raises :class:`~bbs.errors.ConfigError` located at its line.
+Listener sockets (CommuniGate semantics) are derived here too: see
+:mod:`bbs.listenconf`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from bbs import options, units
+from bbs.errors import ConfigError
+from bbs.ini import IniFile, IniSection
+from bbs.loginattempts import LoginAttemptRules
+
+#: Log levels accepted by ``LogLevel`` (Synchronet uses syslog names).
+LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARNING": 30, "WARN": 30,
+              "ERROR": 40, "ERR": 40, "CRITICAL": 50, "CRIT": 50}
+
+
+def parse_log_level(text: str) -> int:
+    try:
+        return LOG_LEVELS[text.strip().upper()]
+    except KeyError:
+        raise ValueError(f"unknown log level {text!r} (use {', '.join(LOG_LEVELS)})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalConfig:
+    """[Global]: defaults the server sections inherit."""
+
+    hostname: str
+    interfaces: tuple[str, ...]
+    bind_retry_count: int
+    bind_retry_delay: float
+    max_concurrent_connections: int
+    login: LoginAttemptRules
+    log_level: int
+    tls_certificate: Path
+    tls_private_key: Path
+    shutdown_grace: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerCommon:
+    """Keys every server section has ([BBS], [Mail], [FTP], [Services])."""
+
+    autostart: bool
+    interfaces: tuple[str, ...]
+    max_clients: int
+    max_inactivity: float
+    bind_retry_count: int
+    bind_retry_delay: float
+    max_concurrent_connections: int
+    client_reserve: int
+    client_networks: tuple[str, ...]
+    log_level: int
+    options: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class BBSConfig:
+    """[BBS]: the terminal server (telnet, SSH, RLogin nodes)."""
+
+    common: ServerCommon
+    telnet_port: int
+    ssh_port: int
+    rlogin_port: int
+    max_login_inactivity: float
+    max_newuser_inactivity: float
+    max_session_inactivity: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MailConfig:
+    """[Mail]: every key of the Synchronet Mail Server page."""
+
+    common: ServerCommon
+    pop3_interfaces: tuple[str, ...]
+    outbound_interface: str
+    smtp_port: int
+    submission_port: int
+    tls_submission_port: int
+    pop3_port: int
+    tls_pop3_port: int
+    max_delivery_attempts: int
+    rescan_frequency: float
+    sem_file_check_frequency: float
+    lines_per_yield: int
+    max_recipients: int
+    max_msg_size: int
+    max_msgs_waiting: int
+    connect_timeout: float
+    hostname: str
+    relay_server: str
+    relay_port: int
+    relay_username: str
+    relay_password: str = dataclasses.field(repr=False)
+    dns_server: str = ""
+    default_user: str = ""
+    default_charset: str = ""
+    dnsbl_header: str = "X-DNSBL"
+    dnsbl_subject: str = "SPAM"
+    new_mail_notice: str = "New e-mail from <%s>\r\n"
+    forward_notice: str = "and it was forwarded to: %s\r\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class FTPConfig:
+    """[FTP]: the FTP/FTPS server."""
+
+    common: ServerCommon
+    port: int
+    pasv_ip_address: str
+    pasv_ip6_address: str
+    pasv_port_low: int
+    pasv_port_high: int
+    index_file_name: str
+    qwk_timeout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ServicesConfig:
+    """[Services]: the small services (Finger, SYSTAT, MSP ...)."""
+
+    common: ServerCommon
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """All of sbbs.ini."""
+
+    path: Path
+    global_: GlobalConfig
+    bbs: BBSConfig
+    mail: MailConfig
+    ftp: FTPConfig
+    services: ServicesConfig
+    ini: IniFile = dataclasses.field(repr=False, compare=False)
+
+
+def _nonneg_duration(text: str) -> float:
+    return units.parse_duration(text)
+
+
+def _ms_duration(text: str) -> float:
+    return units.parse_duration(text, bare_unit=0.001)
+
+
+def _count(text: str) -> int:
+    return units.parse_int(text, minimum=0)
+
+
+def _load_global(ini: IniFile, instance: Path) -> GlobalConfig:
+    sec = ini.section("Global")
+    login = LoginAttemptRules(
+        delay=sec.get("LoginAttemptDelay", 5.0, _ms_duration),
+        throttle=sec.get("LoginAttemptThrottle", 1.0, _ms_duration),
+        hack_threshold=sec.get("LoginAttemptHackThreshold", 10, _count),
+        tempban_threshold=sec.get("LoginAttemptTempBanThreshold", 20, _count),
+        tempban_duration=sec.get("LoginAttemptTempBanDuration", 600.0, _nonneg_duration),
+        filter_threshold=sec.get("LoginAttemptFilterThreshold", 0, _count),
+        filter_duration=sec.get("LoginAttemptFilterDuration", 0.0, _nonneg_duration),
+    )
+    return GlobalConfig(
+        hostname=sec.get("Hostname", "localhost"),
+        interfaces=sec.get("Interface", (), units.parse_list),
+        bind_retry_count=sec.get("BindRetryCount", 2, _count),
+        bind_retry_delay=sec.get("BindRetryDelay", 15.0, _nonneg_duration),
+        max_concurrent_connections=sec.get("MaxConcurrentConnections", 0, _count),
+        login=login,
+        log_level=sec.get("LogLevel", 20, parse_log_level),
+        tls_certificate=instance / sec.get("TLSCertificate", "data/tls/server.crt"),
+        tls_private_key=instance / sec.get("TLSPrivateKey", "data/tls/server.key"),
+        shutdown_grace=sec.get("ShutdownGrace", 5.0, _nonneg_duration),
+    )
+
+
+def _load_common(sec: IniSection, glob: GlobalConfig, known: frozenset[str], *,
+                 max_clients: int, max_inactivity: float, default_options: str) -> ServerCommon:
+    return ServerCommon(
+        autostart=sec.get("AutoStart", True, units.parse_bool),
+        interfaces=sec.get("Interface", glob.interfaces, units.parse_list),
+        max_clients=sec.get("MaxClients", max_clients, _count),
+        max_inactivity=sec.get("MaxInactivity", max_inactivity, _nonneg_duration),
+        bind_retry_count=sec.get("BindRetryCount", glob.bind_retry_count, _count),
+        bind_retry_delay=sec.get("BindRetryDelay", glob.bind_retry_delay, _nonneg_duration),
+        max_concurrent_connections=sec.get("MaxConcurrentConnections",
+                                           glob.max_concurrent_connections, _count),
+        client_reserve=sec.get("ClientReserve", 0, _count),
+        client_networks=sec.get("ClientNetworks", (), units.parse_list),
+        log_level=sec.get("LogLevel", glob.log_level, parse_log_level),
+        options=sec.get("Options", units.parse_flags(default_options, known),
+                        lambda text: units.parse_flags(text, known)),
+    )
+
+
+def _load_bbs(ini: IniFile, glob: GlobalConfig) -> BBSConfig:
+    sec = ini.section("BBS")
+    return BBSConfig(
+        common=_load_common(sec, glob, options.BBS_OPTIONS, max_clients=0,
+                            max_inactivity=0.0, default_options="ALLOW_RLOGIN | ALLOW_SSH"),
+        telnet_port=sec.get("TelnetPort", 23, units.parse_port),
+        ssh_port=sec.get("SSHPort", 22, units.parse_port),
+        rlogin_port=sec.get("RLoginPort", 513, units.parse_port),
+        max_login_inactivity=sec.get("MaxLoginInactivity", 600.0, _nonneg_duration),
+        max_newuser_inactivity=sec.get("MaxNewUserInactivity", 3600.0, _nonneg_duration),
+        max_session_inactivity=sec.get("MaxSessionInactivity", 600.0, _nonneg_duration),
+    )
+
+
+_MAIL_IGNORED = ("POP3Sound", "InboundSound", "OutboundSound", "TempDirectory")
+
+
+def _load_mail(ini: IniFile, glob: GlobalConfig) -> MailConfig:
+    sec = ini.section("Mail")
+    for key in _MAIL_IGNORED:  # Windows-only or not applicable: accepted, unused
+        sec.raw(key)
+    for item in list(sec.values.values()):
+        if item.key.lower().startswith("javascript"):
+            sec.raw(item.key)
+    common = _load_common(sec, glob, options.MAIL_OPTIONS, max_clients=10,
+                          max_inactivity=120.0, default_options="ALLOW_POP3")
+    return MailConfig(
+        common=common,
+        pop3_interfaces=sec.get("POP3Interface", common.interfaces, units.parse_list),
+        outbound_interface=sec.get("OutboundInterface", "0.0.0.0"),
+        smtp_port=sec.get("SMTPPort", 25, units.parse_port),
+        submission_port=sec.get("SubmissionPort", 587, units.parse_port),
+        tls_submission_port=sec.get("TLSSubmissionPort", 465, units.parse_port),
+        pop3_port=sec.get("POP3Port", 110, units.parse_port),
+        tls_pop3_port=sec.get("TLSPOP3Port", 995, units.parse_port),
+        max_delivery_attempts=sec.get("MaxDeliveryAttempts", 50, _count),
+        rescan_frequency=sec.get("RescanFrequency", 3600.0, _nonneg_duration),
+        sem_file_check_frequency=sec.get("SemFileCheckFrequency", 2.0, _nonneg_duration),
+        lines_per_yield=sec.get("LinesPerYield", 10, _count),
+        max_recipients=sec.get("MaxRecipients", 100, _count),
+        max_msg_size=sec.get("MaxMsgSize", 20 * 1024 * 1024, units.parse_size),
+        max_msgs_waiting=sec.get("MaxMsgsWaiting", 100, _count),
+        connect_timeout=sec.get("ConnectTimeout", 30.0, _nonneg_duration),
+        hostname=sec.get("HostName", glob.hostname),
+        relay_server=sec.get("RelayServer", ""),
+        relay_port=sec.get("RelayPort", 25, units.parse_port),
+        relay_username=sec.get("RelayUsername", ""),
+        relay_password=sec.get("RelayPassword", ""),
+        dns_server=sec.get("DNSServer", ""),
+        default_user=sec.get("DefaultUser", ""),
+        default_charset=sec.get("DefaultCharset", ""),
+        dnsbl_header=sec.get("DNSBlacklistHeader", "X-DNSBL"),
+        dnsbl_subject=sec.get("DNSBlacklistSubject", "SPAM"),
+        new_mail_notice=sec.get("NewMailNotice", "New e-mail from <%s>\r\n"),
+        forward_notice=sec.get("ForwardNotice", "and it was forwarded to: %s\r\n"),
+    )
+
+
+def _load_ftp(ini: IniFile, glob: GlobalConfig) -> FTPConfig:
+    sec = ini.section("FTP")
+    config = FTPConfig(
+        common=_load_common(sec, glob, options.FTP_OPTIONS, max_clients=10,
+                            max_inactivity=300.0, default_options=""),
+        port=sec.get("Port", 21, units.parse_port),
+        pasv_ip_address=sec.get("PasvIpAddress", ""),
+        pasv_ip6_address=sec.get("PasvIp6Address", ""),
+        pasv_port_low=sec.get("PasvPortLow", 1024, units.parse_port),
+        pasv_port_high=sec.get("PasvPortHigh", 65535, units.parse_port),
+        index_file_name=sec.get("IndexFileName", "00index"),
+        qwk_timeout=sec.get("QwkTimeout", 600.0, _nonneg_duration),
+    )
+    if config.pasv_port_low > config.pasv_port_high:
+        raise sec.error("PasvPortHigh", f"PasvPortHigh {config.pasv_port_high} is below "
+                        f"PasvPortLow {config.pasv_port_low}")
+    return config
+
+
+def _load_services(ini: IniFile, glob: GlobalConfig) -> ServicesConfig:
+    sec = ini.section("Services")
+    return ServicesConfig(common=_load_common(sec, glob, options.SERVICES_OPTIONS,
+                                              max_clients=0, max_inactivity=120.0,
+                                              default_options=""))
+
+
+def load_server_config(ini: IniFile, instance: Path) -> ServerConfig:
+    """Build the frozen :class:`ServerConfig` from a parsed sbbs.ini.
+
+    Raises ConfigError (file:line) for the first bad value.
+    """
+    glob = _load_global(ini, instance)
+    known_sections = {"global", "bbs", "mail", "ftp", "services"}
+    for name, section in ini.sections.items():
+        if name not in known_sections and not name.startswith("listener:"):
+            raise ConfigError(ini.path, section.line, f"unknown section [{section.name}]")
+    return ServerConfig(path=ini.path, global_=glob, bbs=_load_bbs(ini, glob),
+                        mail=_load_mail(ini, glob), ftp=_load_ftp(ini, glob),
+                        services=_load_services(ini, glob), ini=ini)

@@ -1,0 +1,474 @@
+"""Listener sockets at run time: bind (with retry), admit, hand off, track.
+
+One :class:`ListenerManager` per App serves every service. For each accepted
+connection it checks, before a byte is read (CommuniGate semantics: refused
+connections are closed at once):
+
+1. the listener's Grant list (if any) and Deny list;
+2. temporary bans and ip.can filters (failed-login rules, shared by all servers);
+3. the per-address limit (``MaxConcurrentConnections``) across the service;
+4. the server's ``MaxClients``, and its ``ClientReserve`` slots that only
+   ``ClientNetworks`` may take.
+
+Then it throttles addresses with failed logins (``LoginAttemptThrottle``),
+starts TLS when the listener's mode is ``on``, and hands the connection to the
+service: a stream handler ``(reader, writer, conn)`` or a protocol factory
+``(conn) -> asyncio.Protocol`` (telnetlib3, asyncssh, aiosmtpd).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import ipaddress
+import itertools
+import logging
+import socket
+import ssl
+import time
+from typing import Awaitable, Callable, Iterable
+
+from bbs.config import ServerCommon
+from bbs.events import ConnectionClosed, ConnectionOpened, ConnectionRefused, EventBus
+from bbs.filters import FilterSet
+from bbs.listenconf import ListenerConfig, TLSMode, parse_networks
+from bbs.loginattempts import LoginAttemptTracker
+
+log = logging.getLogger(__name__)
+
+#: Server section -> log tag (see bbs.logsetup), so listener lines sort with their server.
+_TAGS = {"bbs": "term", "mail": "mail", "ftp": "ftp", "services": "srvc"}
+
+
+def _tag(item: ListenerConfig) -> dict:
+    return {"extra": {"tag": _TAGS.get(item.server, "bbs")}}
+
+#: listen(2) backlog; Linux caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
+#: Seconds a TLS handshake may take before the connection is dropped.
+TLS_HANDSHAKE_TIMEOUT = 30.0
+
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Connection"], Awaitable[None]]
+ProtocolFactory = Callable[["Connection"], asyncio.BaseProtocol]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceHandler:
+    """How a service takes over an admitted connection (exactly one is set)."""
+
+    stream: StreamHandler | None = None
+    protocol: ProtocolFactory | None = None
+
+
+class BindError(Exception):
+    """A listener socket could not be bound after every retry."""
+
+
+@dataclasses.dataclass(eq=False)
+class Connection:
+    """One open client connection of any service (the console's Clients pane)."""
+
+    id: int
+    service: str
+    listener: ListenerConfig
+    address: str
+    port: int
+    local_address: str
+    local_port: int
+    secure: bool
+    since: float
+    transport: asyncio.BaseTransport = dataclasses.field(repr=False)
+    user: str = ""
+    node: int = 0
+
+    def close(self) -> None:
+        """Drop the connection at once (console "close socket", shutdown)."""
+        self.transport.abort()
+
+
+def normalize_ip(address: str) -> str:
+    """IPv4-mapped IPv6 addresses become IPv4; scope ids are dropped."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _in(address: str, networks: Iterable) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+class _ServerGroup:
+    """Shared counters of one server section ([BBS], [Mail] ...)."""
+
+    def __init__(self, name: str, common: ServerCommon) -> None:
+        self.name = name
+        self.common = common
+        self.client_networks = parse_networks(",".join(common.client_networks))
+        self.active = 0
+
+
+class ListenerManager:
+    """Binds, admits and tracks every listener socket of the process."""
+
+    def __init__(self, *, bus: EventBus, filters: FilterSet, login: LoginAttemptTracker,
+                 tls_context: Callable[[], ssl.SSLContext]) -> None:
+        self._bus = bus
+        self._filters = filters
+        self._login = login
+        self._tls_context = tls_context
+        self._ids = itertools.count(1)
+        self._groups: dict[str, _ServerGroup] = {}
+        self._sockets: list[tuple[ListenerConfig, socket.socket]] = []
+        self._servers: list[tuple[ListenerConfig, asyncio.AbstractServer]] = []
+        self._per_address: dict[tuple[str, str], int] = {}
+        self.connections: dict[int, Connection] = {}
+        self.tasks: set[asyncio.Task] = set()
+
+    # -- binding -------------------------------------------------------
+    async def bind(self, listeners: Iterable[ListenerConfig], groups: dict[str, ServerCommon]) -> None:
+        """Bind every listener socket (retrying per BindRetryCount/Delay).
+
+        Nothing accepts yet. Raises BindError after closing what was bound.
+        """
+        for name, common in groups.items():
+            self._groups[name] = _ServerGroup(name, common)
+        try:
+            for item in listeners:
+                common = self._groups[item.server].common
+                for sock in await self._bind_one(item, common):
+                    self._sockets.append((item, sock))
+        except BindError:
+            for _, sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+            raise
+
+    async def _bind_one(self, item: ListenerConfig, common: ServerCommon) -> list[socket.socket]:
+        addresses = [item.address] if item.address else ["0.0.0.0", "::"]
+        bound: list[socket.socket] = []
+        port = item.port
+        for address in addresses:
+            attempts = common.bind_retry_count + 1
+            for attempt in range(1, attempts + 1):
+                try:
+                    sock = _make_socket(address, port)
+                    break
+                except OSError as exc:
+                    if not item.address and address == "::" and exc.errno in (
+                            errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT):
+                        log.warning("%s: IPv6 not available (%s); listening on IPv4 only",
+                                    item.service, exc, **_tag(item))
+                        sock = None
+                        break
+                    log.error("!ERROR %d binding %s socket to port %d", exc.errno or 0,
+                              item.service, port, **_tag(item))
+                    if attempt < attempts and exc.errno not in (errno.EACCES, errno.EPERM):
+                        log.warning("Will retry in %g seconds (%d of %d)", common.bind_retry_delay,
+                                    attempt, attempts - 1, **_tag(item))
+                        await asyncio.sleep(common.bind_retry_delay)
+                        continue
+                    for other in bound:
+                        other.close()
+                    raise BindError(_bind_advice(item, address, port, exc)) from None
+            if sock is not None:
+                bound.append(sock)
+                port = sock.getsockname()[1]  # port 0: the v6 socket takes the same port
+        return bound
+
+    def start(self, handlers: dict[str, ServiceHandler]) -> asyncio.Future:
+        """Start accepting on every bound socket whose service has a handler.
+
+        Returns a future that completes when every server is serving.
+        """
+        loop = asyncio.get_running_loop()
+        starts = []
+        for item, sock in self._sockets:
+            handler = handlers.get(item.service)
+            if handler is None:
+                sock.close()
+                continue
+            factory = lambda item=item, handler=handler: _Gate(self, item, handler)  # noqa: E731
+            starts.append(self._serve(loop, item, sock, factory))
+        self._sockets = [(i, s) for i, s in self._sockets if s.fileno() != -1]
+        return asyncio.ensure_future(asyncio.gather(*starts))
+
+    async def _serve(self, loop, item, sock, factory) -> None:
+        server = await loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
+        self._servers.append((item, server))
+        host, port = sock.getsockname()[:2]
+        log.info("%s listening on %s port %d%s", item.service, host, port,
+                 {TLSMode.ON: " (TLS)", TLSMode.EXT: " (TLS by proxy)"}.get(item.tls, ""), **_tag(item))
+
+    def bound(self) -> list[tuple[str, str, int, str]]:
+        """(service, address, port, tls) of every serving socket."""
+        result = []
+        for item, server in self._servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                result.append((item.service, host, port, item.tls.value))
+        return result
+
+    def port_of(self, service: str) -> int:
+        """The first bound port of ``service`` (for tests and the console)."""
+        return next(p for s, _, p, _ in self.bound() if s == service)
+
+    # -- admission -----------------------------------------------------
+    def admit(self, item: ListenerConfig, address: str) -> str | None:
+        """Return why ``address`` may not connect to ``item``, or None to admit."""
+        if item.grant and not _in(address, item.grant):
+            return "not in the listener's Grant list"
+        if _in(address, item.deny):
+            return "in the listener's Deny list"
+        remaining = self._login.is_banned(address)
+        if remaining:
+            return f"temporarily banned ({remaining:.0f} seconds left)"
+        self._filters.ip.reload_if_changed()  # the sysop may have edited ip.can: one stat
+        self._filters.ipfilter_exempt.reload_if_changed()
+        entry = self._filters.is_ip_filtered(address)
+        if entry is not None:
+            return f"filtered (ip.can line {entry.line})"
+        if item.max_per_address and self._per_address.get((item.service, address), 0) >= item.max_per_address:
+            return f"too many connections from this address (MaxConcurrentConnections {item.max_per_address})"
+        group = self._groups[item.server]
+        limit = group.common.max_clients
+        if limit:
+            if group.active >= limit:
+                return f"MaxClients ({limit}) reached"
+            if limit - group.active <= group.common.client_reserve and not _in(address, group.client_networks):
+                return f"remaining slots are reserved for client networks (ClientReserve {group.common.client_reserve})"
+        return None
+
+    def _opened(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        key = (conn.service, conn.address)
+        self._per_address[key] = self._per_address.get(key, 0) + 1
+        self._groups[conn.listener.server].active += 1
+        self._bus.publish(ConnectionOpened(conn))
+
+    def _closed(self, conn: Connection) -> None:
+        if self.connections.pop(conn.id, None) is None:
+            return
+        key = (conn.service, conn.address)
+        count = self._per_address.get(key, 1) - 1
+        if count:
+            self._per_address[key] = count
+        else:
+            self._per_address.pop(key, None)
+        self._groups[conn.listener.server].active -= 1
+        self._bus.publish(ConnectionClosed(conn))
+
+    def _refused(self, item: ListenerConfig, address: str, reason: str) -> None:
+        log.warning("%s connection from %s refused: %s", item.service, address, reason, **_tag(item))
+        self._bus.publish(ConnectionRefused(item.service, address, reason))
+
+    # -- shutdown ------------------------------------------------------
+    async def close_listeners(self, services: Iterable[str] | None = None) -> None:
+        """Stop accepting (all services, or the named ones)."""
+        wanted = set(services) if services is not None else None
+        keep = []
+        for item, server in self._servers:
+            if wanted is None or item.service in wanted:
+                server.close()  # not wait_closed(): on 3.12+ it waits for every session
+            else:
+                keep.append((item, server))
+        self._servers = keep
+        for _, sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+
+    async def drain(self, grace: float) -> None:
+        """Give open connections ``grace`` seconds to finish, then drop them."""
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections.values()):
+            log.info("%s %s: closing at shutdown", conn.service, conn.address)
+            conn.close()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=2.0)
+        await asyncio.sleep(0)
+
+
+class _Gate(asyncio.Protocol):
+    """First protocol of every accepted connection: admits, throttles,
+    starts TLS, then installs the service's protocol on the transport."""
+
+    def __init__(self, manager: ListenerManager, item: ListenerConfig, handler: ServiceHandler) -> None:
+        self.manager, self.item, self.handler = manager, item, handler
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.lost = False
+        self.conn: Connection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        address = normalize_ip(peer[0])
+        reason = self.manager.admit(self.item, address)
+        if reason is not None:
+            self.manager._refused(self.item, address, reason)
+            transport.abort()
+            return
+        self.conn = Connection(
+            id=next(self.manager._ids), service=self.item.service, listener=self.item,
+            address=address, port=peer[1], local_address=normalize_ip(local[0]), local_port=local[1],
+            secure=self.item.tls is not TLSMode.OFF, since=time.time(), transport=transport)
+        self.manager._opened(self.conn)
+        delay = self.manager._login.throttle_delay(address)
+        if delay > 0 or self.item.tls is TLSMode.ON:
+            task = asyncio.ensure_future(self._prepare(delay))
+            self.manager.tasks.add(task)
+            task.add_done_callback(self.manager.tasks.discard)
+        else:
+            self._hand_off(transport)
+
+    async def _prepare(self, delay: float) -> None:
+        transport = self.transport
+        assert transport is not None and self.conn is not None
+        try:
+            if delay > 0:
+                log.info("%s %s: throttled %.1f s (failed logins)", self.item.service, self.conn.address,
+                         delay, **_tag(self.item))
+                transport.pause_reading()
+                await asyncio.sleep(delay)
+                if self.lost:
+                    return
+                transport.resume_reading()
+            if self.item.tls is TLSMode.ON:
+                loop = asyncio.get_running_loop()
+                transport = await loop.start_tls(transport, self, self.manager._tls_context(),
+                                                 server_side=True,
+                                                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+                if transport is None:
+                    raise ConnectionError("TLS handshake gave no transport")
+        except (OSError, ssl.SSLError, ConnectionError, asyncio.TimeoutError) as exc:
+            log.info("%s %s: TLS handshake failed: %s", self.item.service, self.conn.address, exc,
+                     **_tag(self.item))
+            self.transport.abort()
+            self.manager._closed(self.conn)
+            return
+        if self.lost:
+            return
+        self._hand_off(transport)
+
+    def _hand_off(self, transport: asyncio.BaseTransport) -> None:
+        conn = self.conn
+        assert conn is not None
+        try:
+            if self.handler.protocol is not None:
+                inner = self.handler.protocol(conn)
+            else:
+                inner = self._stream_protocol(conn, transport)
+        except Exception:
+            log.exception("%s %s: service failed to start a session", conn.service, conn.address,
+                          **_tag(self.item))
+            transport.abort()
+            self.manager._closed(conn)
+            return
+        _track_close(inner, lambda: self.manager._closed(conn))
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+        if self.buffer:
+            data, self.buffer = bytes(self.buffer), bytearray()
+            inner.data_received(data)  # type: ignore[attr-defined]
+        if self.eof:
+            inner.eof_received()  # type: ignore[attr-defined]
+
+    def _stream_protocol(self, conn: Connection, transport: asyncio.BaseTransport) -> asyncio.Protocol:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**16, loop=loop)
+        manager, handler = self.manager, self.handler.stream
+        assert handler is not None
+
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await handler(reader, writer, conn)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                log.debug("%s %s: connection lost", conn.service, conn.address)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s %s: session crashed; closing it", conn.service, conn.address,
+                              **_tag(conn.listener))
+            finally:
+                writer.close()
+
+        def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = loop.create_task(run(reader, writer))
+            manager.tasks.add(task)
+            task.add_done_callback(manager.tasks.discard)
+
+        return asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+
+    # Data may arrive between accept and hand-off (throttle): keep it.
+    def data_received(self, data: bytes) -> None:
+        self.buffer.extend(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.conn is not None:
+            self.manager._closed(self.conn)
+
+
+def _track_close(protocol: asyncio.BaseProtocol, on_close: Callable[[], None]) -> None:
+    """Call ``on_close`` after ``protocol.connection_lost``.
+
+    Patched on the instance so it still fires when the library later moves
+    its protocol under another transport (aiosmtpd STARTTLS does).
+    """
+    original = protocol.connection_lost
+
+    def connection_lost(exc: Exception | None) -> None:
+        try:
+            original(exc)
+        finally:
+            on_close()
+
+    protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+
+
+def _make_socket(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_advice(item: ListenerConfig, address: str, port: int, exc: OSError) -> str:
+    where = f"{item.service} port {port} on {address}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot bind {where}: address already in use. Another server (or another copy "
+                f"of this BBS) is listening there: find it with `ss -ltnp 'sport = :{port}'`, "
+                f"stop it, or change the port ({item.where}).")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"cannot bind {where}: permission denied. Ports below 1024 need privileges: "
+                f"use a port above 1023 ({item.where}), or grant the capability with "
+                f"`sudo setcap cap_net_bind_service=+ep <path of python3>`.")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot bind {where}: no such local address ({item.where})."
+    return f"cannot bind {where}: {exc.strerror or exc} ({item.where})."

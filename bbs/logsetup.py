@@ -1,0 +1,84 @@
+"""Logging: one stream, tagged by server, to data/logs/, stderr and the bus.
+
+Each record gets a ``tag`` from its logger name (nodes -> term, mail -> mail,
+ftp -> ftp, services -> srvc, everything else -> bbs), as Synchronet's log
+prefixes do. Records go to ``data/logs/bbs.log`` (rotated daily, 30 kept), to
+stderr when headless, and onto the event bus as :class:`~bbs.events.LogEvent`
+for the console.
+"""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+from typing import TextIO
+
+from bbs.events import EventBus, LogEvent
+
+#: Logger-name prefix -> Synchronet-style server tag.
+TAGS = (("nodes", "term"), ("mail", "mail"), ("ftp", "ftp"), ("services", "srvc"),
+        ("console", "con"))
+FORMAT = "%(asctime)s %(tag)-4s %(levelname)-7s %(message)s"
+#: Days of daily log files kept.
+LOG_BACKUPS = 30
+
+
+def tag_for(name: str) -> str:
+    for prefix, tag in TAGS:
+        if name == prefix or name.startswith(prefix + "."):
+            return tag
+    return "bbs"
+
+
+class _TagFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "tag"):
+            record.tag = tag_for(record.name)
+        return True
+
+
+class BusHandler(logging.Handler):
+    """Publishes every record as a LogEvent (the console's Logs pane)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        super().__init__()
+        self.bus = bus
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.bus.publish(LogEvent(tag=getattr(record, "tag", "bbs"), level=record.levelno,
+                                      logger=record.name, message=record.getMessage(),
+                                      when=record.created))
+        except Exception:
+            self.handleError(record)
+
+
+def configure(level: int, log_dir: Path | None, bus: EventBus | None,
+              stream: TextIO | None) -> list[logging.Handler]:
+    """Install the handlers on the root logger; returns them (for removal)."""
+    root = logging.getLogger()
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    handlers: list[logging.Handler] = []
+    formatter = logging.Formatter(FORMAT, "%Y-%m-%d %H:%M:%S")
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.TimedRotatingFileHandler(
+            log_dir / "bbs.log", when="midnight", backupCount=LOG_BACKUPS, encoding="utf-8"))
+    if stream is not None:
+        handlers.append(logging.StreamHandler(stream))
+    if bus is not None:
+        handlers.append(BusHandler(bus))
+    for handler in handlers:
+        handler.setLevel(level)
+        handler.setFormatter(formatter)
+        handler.addFilter(_TagFilter())
+        root.addHandler(handler)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+    return handlers
+
+
+def remove(handlers: list[logging.Handler]) -> None:
+    root = logging.getLogger()
+    for handler in handlers:
+        root.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,1 @@
+"""console: see ../shared/DESIGN.md."""

@@ -1,0 +1,1 @@
+"""ftp: see ../shared/DESIGN.md."""

@@ -1,0 +1,1 @@
+"""mail: see ../shared/DESIGN.md."""
