@@ -93,16 +93,20 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def _with_users(args: argparse.Namespace, action: Callable[..., Awaitable[int]]) -> int:
     from bbs.db import Database
+    from bbs.filters import FilterSet
     from bbs.users import USER_MIGRATIONS, UserBase
 
     root = _home(args)
     config = load_config(root)
+    instance = Instance(root)
+    # name.can applies to sysop-made accounts too, unless --force (e.g. a Guest account).
+    name_filter = None if getattr(args, "force", False) else FilterSet(instance.text, instance.ctrl).name.match
 
     async def main() -> int:
-        db = Database(Instance(root).data / "user.db", USER_MIGRATIONS, name="user")
+        db = Database(instance.data / "user.db", USER_MIGRATIONS, name="user")
         await db.open()
         try:
-            return await action(UserBase(db), config)
+            return await action(UserBase(db, name_filter=name_filter), config)
         finally:
             await db.close()
 
@@ -182,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--real-name")
     add.add_argument("--email")
     add.add_argument("--password", help="(visible to other local users; default: prompt or stdin)")
+    add.add_argument("--force", action="store_true", help="allow a name listed in text/name.can")
     with_dir(user_sub.add_parser("list", help="list users"), positional=False)
     passwd = with_dir(user_sub.add_parser("passwd", help="set a user's password"), positional=False)
     passwd.add_argument("name")

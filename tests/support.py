@@ -1,0 +1,112 @@
+"""Helpers for tests that run the real `bbs` command on a temp instance."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+#: How long a test waits for the BBS to come up (a loaded CI box is slow).
+START_TIMEOUT = 30.0
+
+
+def bbs_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bbs", *args]
+
+
+def run_bbs(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(bbs_command(*args), cwd=REPO, input=input, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def set_ini(path: Path, section: str, key: str, value: str) -> None:
+    """Set ``key = value`` in ``[section]`` of an ini file, replacing the key's
+    line when present (the loader refuses duplicates), adding it otherwise;
+    the section is appended when missing."""
+    lines = path.read_text().splitlines()
+    out, in_section, done, seen_section = [], False, False, False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("["):
+            if in_section and not done:
+                out.append(f"{key} = {value}")
+                done = True
+            in_section = stripped[1:-1].strip().lower() == section.lower()
+            seen_section = seen_section or in_section
+        elif in_section and not done and re.match(rf"\s*{re.escape(key)}\s*=", line, re.IGNORECASE):
+            out.append(f"{key} = {value}")
+            done = True
+            continue
+        out.append(line)
+    if not done:
+        if not seen_section:
+            out.append(f"[{section}]")
+        out.append(f"{key} = {value}")
+    path.write_text("\n".join(out) + "\n")
+
+
+def make_instance(root: Path) -> Path:
+    """A fresh instance on loopback with OS-chosen ports and quick login rules."""
+    result = run_bbs("init", str(root))
+    assert result.returncode == 0, result.stderr
+    sbbs = root / "ctrl" / "sbbs.ini"
+    for section, key, value in [
+        ("Global", "Interface", "127.0.0.1"), ("Global", "BindRetryCount", "0"),
+        ("Global", "LoginAttemptDelay", "0"), ("Global", "LoginAttemptThrottle", "0"),
+        ("Global", "ShutdownGrace", "2"),
+        ("BBS", "TelnetPort", "0"), ("Mail", "SMTPPort", "0"), ("Mail", "SubmissionPort", "0"),
+        ("Mail", "TLSSubmissionPort", "0"), ("Mail", "POP3Port", "0"), ("Mail", "TLSPOP3Port", "0"),
+        ("FTP", "Port", "0"),
+    ]:
+        set_ini(sbbs, section, key, value)
+    return root
+
+
+class BBSProcess:
+    """`bbs run DIR` as a child process; ``ports`` maps service -> port once ready."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ports: dict[str, int] = {}
+        self.stderr_path = root / "run.stderr"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "BBSProcess":
+        listeners = self.root / "data" / "listeners.json"
+        if listeners.exists():
+            listeners.unlink()
+        self._err = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(bbs_command("run", str(self.root), "--headless"), cwd=REPO,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bbs run exited {self.proc.returncode}: {self.stderr()}")
+            if listeners.exists():
+                data = json.loads(listeners.read_text())
+                if data["pid"] == self.proc.pid:
+                    self.ports = {row["service"]: row["port"] for row in data["listeners"]}
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"bbs run did not become ready: {self.stderr()}")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._err.close()
+        return code
