@@ -20,3 +20,17 @@ def bbs(instance: Path):
     yield process
     if process.proc and process.proc.poll() is None:
         process.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_sockets():
+    """Fail a test that leaves sockets of this process open."""
+    import gc
+
+    from tests.support import open_sockets
+
+    before = open_sockets()
+    yield
+    gc.collect()
+    leaked = open_sockets() - before
+    assert not leaked, f"test leaked {len(leaked)} socket(s)"

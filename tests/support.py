@@ -110,3 +110,36 @@ class BBSProcess:
             code = self.proc.wait()
         self._err.close()
         return code
+
+
+def run_async(coro, timeout: float = 30.0):
+    """asyncio.run(coro) that fails when the test leaves tasks running.
+
+    ``asyncio.run`` would silently cancel them; a leaked task is a session or
+    timer that shutdown code forgot.
+    """
+    import asyncio
+
+    async def main():
+        result = await asyncio.wait_for(coro, timeout)
+        await asyncio.sleep(0)
+        leaked = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+        for task in leaked:
+            task.cancel()
+        assert not leaked, f"test leaked tasks: {leaked}"
+        return result
+
+    return asyncio.run(main())
+
+
+def open_sockets() -> set[str]:
+    """The socket inodes this process holds open (from /proc/self/fd)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found

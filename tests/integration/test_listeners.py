@@ -20,6 +20,7 @@ from bbs.listenconf import ListenerConfig, TLSMode, parse_networks
 from bbs.listeners import BindError, Connection, ListenerManager, ServiceHandler, _bind_advice
 from bbs.loginattempts import LoginAttemptRules, LoginAttemptTracker
 from bbs.tlscert import ensure_certificate, server_context
+from tests.support import run_async
 
 BANNER = b"hello\r\n"
 
@@ -108,7 +109,7 @@ async def open_greeted(port: int, **kwargs):
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
+    return run_async(coro)
 
 
 def test_grant_list_admits_only_granted_networks(tmp_path):
