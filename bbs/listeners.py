@@ -47,6 +47,8 @@ def _tag(item: ListenerConfig) -> dict:
 LISTEN_BACKLOG = 1024
 #: Seconds a TLS handshake may take before the connection is dropped.
 TLS_HANDSHAKE_TIMEOUT = 30.0
+#: Seconds a reverse DNS look-up (for host.can) may take; then the host is unknown.
+HOST_LOOKUP_TIMEOUT = 5.0
 
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Connection"], Awaitable[None]]
 ProtocolFactory = Callable[["Connection"], asyncio.BaseProtocol]
@@ -80,6 +82,7 @@ class Connection:
     transport: asyncio.BaseTransport = dataclasses.field(repr=False)
     user: str = ""
     node: int = 0
+    host: str = ""  # reverse DNS name, when looked up for host.can
 
     def close(self) -> None:
         """Drop the connection at once (console "close socket", shutdown)."""
@@ -246,6 +249,13 @@ class ListenerManager:
                 return f"remaining slots are reserved for client networks (ClientReserve {group.common.client_reserve})"
         return None
 
+    def wants_host_lookup(self, item: ListenerConfig) -> bool:
+        """Look up host names at accept only when host.can has entries and the
+        server does not say NO_HOST_LOOKUP (keeps accepts cheap otherwise)."""
+        host_can = self._filters.host
+        host_can.reload_if_changed()
+        return len(host_can) > 0 and "NO_HOST_LOOKUP" not in self._groups[item.server].common.options
+
     def _opened(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
         key = (conn.service, conn.address)
@@ -327,16 +337,19 @@ class _Gate(asyncio.Protocol):
             secure=self.item.tls is not TLSMode.OFF, since=time.time(), transport=transport)
         self.manager._opened(self.conn)
         delay = self.manager._login.throttle_delay(address)
-        if delay > 0 or self.item.tls is TLSMode.ON:
-            task = asyncio.ensure_future(self._prepare(delay))
+        lookup = self.manager.wants_host_lookup(self.item)
+        if delay > 0 or lookup or self.item.tls is TLSMode.ON:
+            task = asyncio.ensure_future(self._prepare(delay, lookup))
             self.manager.tasks.add(task)
             task.add_done_callback(self.manager.tasks.discard)
         else:
             self._hand_off(transport)
 
-    async def _prepare(self, delay: float) -> None:
+    async def _prepare(self, delay: float, lookup: bool) -> None:
         transport = self.transport
         assert transport is not None and self.conn is not None
+        if lookup and not await self._check_host():
+            return
         try:
             if delay > 0:
                 log.info("%s %s: throttled %.1f s (failed logins)", self.item.service, self.conn.address,
@@ -362,6 +375,28 @@ class _Gate(asyncio.Protocol):
         if self.lost:
             return
         self._hand_off(transport)
+
+    async def _check_host(self) -> bool:
+        """Reverse-resolve the peer and refuse it when host.can lists the name."""
+        conn = self.conn
+        assert conn is not None and self.transport is not None
+        self.transport.pause_reading()
+        try:
+            host, _ = await asyncio.wait_for(asyncio.get_running_loop().getnameinfo(
+                (conn.address, 0), socket.NI_NAMEREQD), HOST_LOOKUP_TIMEOUT)
+        except (OSError, asyncio.TimeoutError):
+            host = ""
+        if self.lost:
+            return False
+        conn.host = host
+        entry = self.manager._filters.host.match(host) if host else None
+        if entry is not None:
+            self.manager._refused(self.item, f"{conn.address} ({host})", f"filtered (host.can line {entry.line})")
+            self.transport.abort()
+            self.manager._closed(conn)
+            return False
+        self.transport.resume_reading()
+        return True
 
     def _hand_off(self, transport: asyncio.BaseTransport) -> None:
         conn = self.conn

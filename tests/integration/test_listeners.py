@@ -292,6 +292,23 @@ def test_banned_and_filtered_addresses_refused_at_accept(tmp_path):
     run(main())
 
 
+def test_host_can_refuses_by_reverse_name_unless_no_host_lookup(tmp_path):
+    async def main():
+        (tmp_path / "text").mkdir()
+        (tmp_path / "text" / "host.can").write_text("; test\nlocal*\n")
+        h = Harness(tmp_path)
+        await h.start([listener()])
+        assert not await greeted(h.port())                      # 127.0.0.1 is "localhost"
+        reasons = [e.reason for e in h.events if isinstance(e, ConnectionRefused)]
+        assert reasons == ["filtered (host.can line 2)"]
+        await h.stop()
+        h2 = Harness(tmp_path)
+        await h2.start([listener()], common(options=frozenset({"NO_HOST_LOOKUP"})))
+        assert await greeted(h2.port()) and h2.seen[-1].host == ""
+        await h2.stop()
+    run(main())
+
+
 def test_throttle_delays_addresses_with_failed_logins(tmp_path):
     async def main():
         h = Harness(tmp_path, LoginAttemptRules(throttle=0.3))
