@@ -50,10 +50,17 @@ class App:
             hack_log=self.instance.logs / "hack.log",
             on_event=lambda kind, info: self.bus.publish(SecurityEvent(kind, info)))
         self.db = Database(self.instance.data / "user.db", USER_MIGRATIONS, name="user")
-        self.users = UserBase(self.db, name_filter=self.filters.name.match)
+        self.users = UserBase(self.db, name_filter=self.name_filtered)
+        #: Set when the BBS begins to stop; sessions may tell their caller and end.
+        self.shutdown = asyncio.Event()
         self._tls: ssl.SSLContext | None = None
         self.listeners = ListenerManager(bus=self.bus, filters=self.filters, login=self.login,
                                          tls_context=self.tls_context)
+
+    def name_filtered(self, name: str) -> object | None:
+        """The text/name.can entry that forbids ``name`` (re-read when edited), or None."""
+        self.filters.name.reload_if_changed()
+        return self.filters.name.match(name)
 
     def tls_context(self) -> ssl.SSLContext:
         """The server TLS context (certificate generated on first use if absent)."""

@@ -95,6 +95,7 @@ async def serve(app: App, *, stop: asyncio.Event | None = None,
     finally:
         grace = app.config.server.global_.shutdown_grace
         log.info("shutting down: listeners closed, sessions get %g seconds", grace)
+        app.shutdown.set()
         await app.listeners.close_listeners()
         for task in background:
             task.cancel()

@@ -41,10 +41,18 @@ def create(app: App) -> ServerParts:
                 f"release. Press a key to hang up.\r\n".encode("cp437", "replace"))
             await writer.drain()
             timeout = app.config.server.bbs.max_login_inactivity or None
+            key = asyncio.ensure_future(_read_key(reader))
+            down = asyncio.ensure_future(app.shutdown.wait())
             try:
-                await asyncio.wait_for(_read_key(reader), timeout)
-            except asyncio.TimeoutError:
+                await asyncio.wait({key, down}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                key.cancel()
+                down.cancel()
+            if down.done() and not down.cancelled():
+                writer.write(b"\r\nThe BBS is shutting down. Please call again later.\r\n")
+            elif not key.done() or key.cancelled():
                 writer.write(b"\r\nInactive too long. Goodbye.\r\n")
+            await writer.drain()
         finally:
             app.nodes.release(node.number)
             log.info("Node %d telnet %s logged off", node.number, conn.address)
