@@ -133,8 +133,9 @@ class _Parser:
             return lambda ctx: not inner(ctx)
         if word == "(":
             inner = self.expr()
-            if self.take() != ")":
+            if self.peek() != ")":
                 raise ValueError(f"missing ')' in requirement {self.text!r}")
+            self.take()
             return inner
         if word in _NUMERIC:
             return self.numeric(word)

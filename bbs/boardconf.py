@@ -111,7 +111,8 @@ def _split_name(sec: IniSection, parts: int) -> list[str]:
     """``[sub:GROUP:CODE]`` -> ["sub", "GROUP", "CODE"], checked."""
     pieces = sec.name.split(":")
     if len(pieces) != parts or not all(p.strip() for p in pieces):
-        shape = "[grp:NAME]" if parts == 2 else f"[{pieces[0]}:GROUP:CODE]"
+        kind = pieces[0].strip().lower()
+        shape = f"[{kind}:NAME]" if parts == 2 else f"[{kind}:{'LIB' if kind == 'dir' else 'GROUP'}:CODE]"
         raise ConfigError(sec.path, sec.line, f"malformed section [{sec.name}] (expected {shape})")
     return [p.strip() for p in pieces]
 
@@ -121,6 +122,23 @@ def _code(sec: IniSection, code: str) -> str:
         raise ConfigError(sec.path, sec.line, f"invalid code {code!r} (1-{MAX_CODE_LEN} "
                           "letters, digits, _ or -)")
     return code
+
+
+def _dir_path(sec: IniSection, instance: Path, raw: str) -> Path:
+    """A dir's folder: relative to the instance, never the instance itself.
+
+    A blank ``path =`` would otherwise become the instance directory and
+    publish ctrl/ and data/ (the user database) as a file area.
+    """
+    if not raw.strip():
+        raise sec.error("path", "path: must name a folder (blank would be the instance directory)")
+    path = Path(raw.strip()).expanduser()
+    path = path if path.is_absolute() else instance / path
+    resolved, home = path.resolve(), instance.resolve()
+    if resolved == home or home.is_relative_to(resolved):
+        raise sec.error("path", f"path: {raw.strip()!r} would publish the instance directory "
+                        "(ctrl/, data/) as a file area")
+    return path
 
 
 def load_system(ini: IniFile) -> SystemConfig:
@@ -201,12 +219,12 @@ def load_files(ini: IniFile, instance: Path) -> FileAreas:
                 raise ConfigError(sec.path, sec.line, f"duplicate dir code {code!r} "
                                   f"(first at line {dirs[code.lower()].line})")
             name = sec.get("name", code)
-            raw_path = sec.get("path", f"files/{lib}/{code}".lower())
-            path = Path(raw_path).expanduser()
+            code = _code(sec, code)
+            path = _dir_path(sec, instance, sec.get("path", f"files/{lib}/{code}".lower()))
             dirs[code.lower()] = FileDir(
-                lib=libs[lib.lower()].name, code=_code(sec, code), name=name,
+                lib=libs[lib.lower()].name, code=code, name=name,
                 description=sec.get("description", name),
-                path=path if path.is_absolute() else instance / path,
+                path=path,
                 ars=_ars(sec, "ars"), upload_ars=_ars(sec, "upload_ars"),
                 download_ars=_ars(sec, "download_ars"),
                 max_files=sec.get("max_files", 0, lambda t: units.parse_int(t, minimum=0)),

@@ -9,6 +9,7 @@ Listener sockets (CommuniGate semantics) are derived here too: see
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from pathlib import Path
 
 from bbs import options, units
@@ -19,13 +20,62 @@ from bbs.loginattempts import LoginAttemptRules
 #: Log levels accepted by ``LogLevel`` (Synchronet uses syslog names).
 LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARNING": 30, "WARN": 30,
               "ERROR": 40, "ERR": 40, "CRITICAL": 50, "CRIT": 50}
+#: Synchronet's own level names (xpdev ``logLevelStringList``), in syslog
+#: order 0-7, with the Python level each maps to. Synchronet also accepts a
+#: prefix of a name ("Info", "Debug") or the syslog number.
+SYSLOG_LEVELS = (("EMERGENCY", 50), ("ALERT", 50), ("CRITICAL", 50), ("ERROR", 40),
+                 ("WARNING", 30), ("NOTICE", 25), ("INFORMATIONAL", 20), ("DEBUGGING", 10))
 
 
 def parse_log_level(text: str) -> int:
-    try:
-        return LOG_LEVELS[text.strip().upper()]
-    except KeyError:
-        raise ValueError(f"unknown log level {text!r} (use {', '.join(LOG_LEVELS)})") from None
+    """Return the Python logging level of a ``LogLevel`` value.
+
+    Accepts the names above, Synchronet's names or a prefix of them, and the
+    syslog numbers 0 (Emergency) to 7 (Debugging); raises ValueError otherwise.
+    """
+    word = text.strip().upper()
+    if word in LOG_LEVELS:
+        return LOG_LEVELS[word]
+    if word.isdigit() and int(word) < len(SYSLOG_LEVELS):
+        return SYSLOG_LEVELS[int(word)][1]
+    for name, level in SYSLOG_LEVELS:
+        if word and name.startswith(word):
+            return level
+    raise ValueError(f"unknown log level {text!r} (use {', '.join(n.title() for n, _ in SYSLOG_LEVELS)})")
+
+
+def parse_interfaces(text: str) -> tuple[str, ...]:
+    """Parse an ``Interface`` list: IP addresses, ``*`` or blank for all.
+
+    Checked here, at the key's own line ([Global] values are inherited, so a
+    later check would point at the wrong section). Values are kept as
+    written; :mod:`bbs.listenconf` normalizes them.
+    """
+    values = units.parse_list(text)
+    for value in values:
+        address = value.strip("[]")
+        if address == "*":
+            continue
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"invalid interface address {value!r}") from None
+    return values
+
+
+def parse_network_list(text: str) -> tuple[str, ...]:
+    """Parse a list of networks ("10.0.0.0/8, ::1"), kept as written.
+
+    Checked here so a typo stops start-up with ``file:line`` rather than
+    failing when the listeners are bound.
+    """
+    values = units.parse_list(text)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"invalid address or network {value!r}") from None
+    return values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +217,7 @@ def _load_global(ini: IniFile, instance: Path) -> GlobalConfig:
     )
     return GlobalConfig(
         hostname=sec.get("Hostname", "localhost"),
-        interfaces=sec.get("Interface", (), units.parse_list),
+        interfaces=sec.get("Interface", (), parse_interfaces),
         bind_retry_count=sec.get("BindRetryCount", 2, _count),
         bind_retry_delay=sec.get("BindRetryDelay", 15.0, _nonneg_duration),
         max_concurrent_connections=sec.get("MaxConcurrentConnections", 0, _count),
@@ -183,7 +233,7 @@ def _load_common(sec: IniSection, glob: GlobalConfig, known: frozenset[str], *,
                  max_clients: int, max_inactivity: float, default_options: str) -> ServerCommon:
     return ServerCommon(
         autostart=sec.get("AutoStart", True, units.parse_bool),
-        interfaces=sec.get("Interface", glob.interfaces, units.parse_list),
+        interfaces=sec.get("Interface", glob.interfaces, parse_interfaces),
         max_clients=sec.get("MaxClients", max_clients, _count),
         max_inactivity=sec.get("MaxInactivity", max_inactivity, _nonneg_duration),
         bind_retry_count=sec.get("BindRetryCount", glob.bind_retry_count, _count),
@@ -191,7 +241,7 @@ def _load_common(sec: IniSection, glob: GlobalConfig, known: frozenset[str], *,
         max_concurrent_connections=sec.get("MaxConcurrentConnections",
                                            glob.max_concurrent_connections, _count),
         client_reserve=sec.get("ClientReserve", 0, _count),
-        client_networks=sec.get("ClientNetworks", (), units.parse_list),
+        client_networks=sec.get("ClientNetworks", (), parse_network_list),
         log_level=sec.get("LogLevel", glob.log_level, parse_log_level),
         options=sec.get("Options", units.parse_flags(default_options, known),
                         lambda text: units.parse_flags(text, known)),
@@ -226,7 +276,7 @@ def _load_mail(ini: IniFile, glob: GlobalConfig) -> MailConfig:
                           max_inactivity=120.0, default_options="ALLOW_POP3")
     return MailConfig(
         common=common,
-        pop3_interfaces=sec.get("POP3Interface", common.interfaces, units.parse_list),
+        pop3_interfaces=sec.get("POP3Interface", common.interfaces, parse_interfaces),
         outbound_interface=sec.get("OutboundInterface", "0.0.0.0"),
         smtp_port=sec.get("SMTPPort", 25, units.parse_port),
         submission_port=sec.get("SubmissionPort", 587, units.parse_port),

@@ -113,7 +113,8 @@ def parse_ini(path: Path, text: str | None = None) -> IniFile:
     """
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
+            # utf-8-sig: Windows editors often save sbbs.ini with a byte-order mark.
+            text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             raise ConfigError(path, None, "file not found") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -125,9 +126,9 @@ def parse_ini(path: Path, text: str | None = None) -> IniFile:
         if not line or line.startswith("#"):
             continue
         if line.startswith("["):
-            if not line.endswith("]") or len(line) < 3:
-                raise ConfigError(path, lineno, f"malformed section header {line!r}")
             name = line[1:-1].strip()
+            if not line.endswith("]") or not name:
+                raise ConfigError(path, lineno, f"malformed section header {line!r}")
             if name.lower() in ini.sections:
                 first = ini.sections[name.lower()].line
                 raise ConfigError(path, lineno, f"duplicate section [{name}] (first at line {first})")

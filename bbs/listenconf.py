@@ -51,18 +51,23 @@ class ServiceSpec:
     option: str | None = None  # Options flag that enables it (None: always)
     tls: TLSMode = TLSMode.OFF
     interfaces_attr: str | None = None  # overrides common.interfaces
+    port_key: str = ""  # the sbbs.ini key of the port: locates conflicts and bind errors
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("telnet", "bbs", "telnet_port"),
-    ServiceSpec("ssh", "bbs", "ssh_port", "ALLOW_SSH"),
-    ServiceSpec("rlogin", "bbs", "rlogin_port", "ALLOW_RLOGIN"),
-    ServiceSpec("smtp", "mail", "smtp_port"),
-    ServiceSpec("submission", "mail", "submission_port", "USE_SUBMISSION_PORT"),
-    ServiceSpec("smtps", "mail", "tls_submission_port", "TLS_SUBMISSION", TLSMode.ON),
-    ServiceSpec("pop3", "mail", "pop3_port", "ALLOW_POP3", interfaces_attr="pop3_interfaces"),
-    ServiceSpec("pop3s", "mail", "tls_pop3_port", "TLS_POP3", TLSMode.ON, "pop3_interfaces"),
-    ServiceSpec("ftp", "ftp", "port"),
+    ServiceSpec("telnet", "bbs", "telnet_port", port_key="TelnetPort"),
+    ServiceSpec("ssh", "bbs", "ssh_port", "ALLOW_SSH", port_key="SSHPort"),
+    ServiceSpec("rlogin", "bbs", "rlogin_port", "ALLOW_RLOGIN", port_key="RLoginPort"),
+    ServiceSpec("smtp", "mail", "smtp_port", port_key="SMTPPort"),
+    ServiceSpec("submission", "mail", "submission_port", "USE_SUBMISSION_PORT",
+                port_key="SubmissionPort"),
+    ServiceSpec("smtps", "mail", "tls_submission_port", "TLS_SUBMISSION", TLSMode.ON,
+                port_key="TLSSubmissionPort"),
+    ServiceSpec("pop3", "mail", "pop3_port", "ALLOW_POP3", interfaces_attr="pop3_interfaces",
+                port_key="POP3Port"),
+    ServiceSpec("pop3s", "mail", "tls_pop3_port", "TLS_POP3", TLSMode.ON, "pop3_interfaces",
+                port_key="TLSPOP3Port"),
+    ServiceSpec("ftp", "ftp", "port", port_key="Port"),
 )
 SERVICE_BY_NAME = {spec.name: spec for spec in SERVICES}
 
@@ -131,55 +136,69 @@ def _enabled(spec: ServiceSpec, common: ServerCommon) -> bool:
 def build_listeners(config: ServerConfig) -> tuple[ListenerConfig, ...]:
     """Return every listener socket of the enabled services, in start order.
 
-    Raises ConfigError (file:line) for bad [Listener:*] values, unknown
-    services and two sockets on the same address and port.
+    Raises ConfigError (file:line) for bad [Listener:*] values (also in the
+    sections of disabled services), unknown services and two sockets on the
+    same address and port.
     """
     ini = config.ini
-    overrides = {s.name[len("listener:"):].lower(): s for s in ini.prefixed("Listener:")}
+    overrides: dict[str, IniSection] = {}
+    for sec in ini.prefixed("Listener:"):
+        key = sec.name.split(":", 1)[1].strip().lower()
+        if not key:
+            raise ConfigError(ini.path, sec.line, f"malformed section [{sec.name}] (expected [Listener:NAME])")
+        if key in overrides:
+            raise ConfigError(ini.path, sec.line, f"duplicate section [{sec.name}] "
+                              f"(first at line {overrides[key].line})")
+        overrides[key] = sec
     result: list[ListenerConfig] = []
     for spec in SERVICES:
         server = getattr(config, spec.server)
         common: ServerCommon = server.common
         section_name = {"bbs": "BBS", "mail": "Mail", "ftp": "FTP", "services": "Services"}[spec.server]
         sec = ini.section(section_name)
-        if not _enabled(spec, common):
-            overrides.pop(spec.name, None)
-            continue
         iface_values = getattr(server, spec.interfaces_attr) if spec.interfaces_attr else common.interfaces
         interfaces = _interfaces(iface_values, sec, "Interface")
         port = getattr(server, spec.port_attr)
         base = dict(name=spec.name, service=spec.name, server=spec.server, port=port,
                     tls=spec.tls, grant=(), deny=(), max_per_address=common.max_concurrent_connections,
-                    path=ini.path, line=sec.line)
+                    path=ini.path, line=_line_of(sec, spec.port_key))
         own = overrides.pop(spec.name, None)
         if own is not None:
-            base, interfaces = _apply(own, base, interfaces)
-        result.extend(ListenerConfig(address=a, **base) for a in interfaces)
+            service = own.get("Service", spec.name).strip()
+            if service.lower() != spec.name:
+                raise own.error("Service", f"Service = {service} contradicts the section name "
+                                f"(a [Listener:{spec.name}] adjusts {spec.name}; use another "
+                                "name to add a socket)")
+            base, interfaces = _apply(own, base, interfaces)  # checked even when disabled
+        if _enabled(spec, common):
+            result.extend(ListenerConfig(address=a, **base) for a in interfaces)
     for name, sec in overrides.items():
         service = sec.get("Service", "")
         if not service:
             raise sec.error("Service", f"Service = is required (one of {', '.join(SERVICE_BY_NAME)})")
-        spec = SERVICE_BY_NAME.get(service.lower())
+        spec = SERVICE_BY_NAME.get(service.strip().lower())
         if spec is None:
             raise sec.error("Service", f"unknown service {service!r} (one of {', '.join(SERVICE_BY_NAME)})")
         if "port" not in sec:
             raise sec.error("Port", "Port = is required for an added listener socket")
         server = getattr(config, spec.server)
-        if not server.common.autostart:
-            continue
-        base = dict(name=sec.name.split(":", 1)[1], service=spec.name, server=spec.server, port=0,
-                    tls=spec.tls, grant=(), deny=(),
+        iface_values = (getattr(server, spec.interfaces_attr) if spec.interfaces_attr
+                        else server.common.interfaces)
+        base = dict(name=sec.name.split(":", 1)[1].strip(), service=spec.name, server=spec.server,
+                    port=0, tls=spec.tls, grant=(), deny=(),
                     max_per_address=server.common.max_concurrent_connections,
                     path=ini.path, line=sec.line)
-        base, interfaces = _apply(sec, base, _interfaces(server.common.interfaces, sec, "Interface"))
-        result.extend(ListenerConfig(address=a, **base) for a in interfaces)
+        base, interfaces = _apply(sec, base, _interfaces(iface_values, sec, "Interface"))
+        if server.common.autostart:
+            result.extend(ListenerConfig(address=a, **base) for a in interfaces)
     _check_conflicts(result)
     return tuple(result)
 
 
 def _apply(sec: IniSection, base: dict, interfaces: tuple[str, ...]) -> tuple[dict, tuple[str, ...]]:
     sec.raw("Service")
-    base = dict(base, line=sec.line)
+    # Locate the socket at the key that set its port (conflicts, bind errors).
+    base = dict(base, line=sec.values["port"].line) if "port" in sec else dict(base)
     base["port"] = sec.get("Port", base["port"], units.parse_port)
     base["tls"] = sec.get("TLS", base["tls"], parse_tls_mode)
     base["grant"] = sec.get("Grant", base["grant"], parse_networks)
@@ -191,14 +210,31 @@ def _apply(sec: IniSection, base: dict, interfaces: tuple[str, ...]) -> tuple[di
     return base, interfaces
 
 
+def _line_of(sec: IniSection, key: str) -> int:
+    """The line of ``key`` in ``sec``, else of the section header (0: absent)."""
+    item = sec.values.get(key.lower())
+    return item.line if item else sec.line
+
+
+def _overlaps(first: str, second: str) -> bool:
+    """True when sockets on these two addresses (same port) cannot both bind.
+
+    "" binds 0.0.0.0 and :: (see :mod:`bbs.listeners`); an explicit 0.0.0.0
+    covers every IPv4 address and :: every IPv6 address (bound IPV6_V6ONLY).
+    """
+    if first == second or "" in (first, second):
+        return True
+    a, b = ipaddress.ip_address(first), ipaddress.ip_address(second)
+    return a.version == b.version and (a.is_unspecified or b.is_unspecified)
+
+
 def _check_conflicts(listeners: list[ListenerConfig]) -> None:
     seen: list[ListenerConfig] = []
     for item in listeners:
         if item.port == 0:
             continue
         for other in seen:
-            if other.port == item.port and (other.address == item.address
-                                            or "" in (other.address, item.address)):
+            if other.port == item.port and _overlaps(other.address, item.address):
                 raise ConfigError(item.path, item.line,
                                   f"{item.service} port {item.port} is already used by "
                                   f"{other.service} ({other.where})")

@@ -14,7 +14,7 @@ _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0
 #: Size suffixes (binary multiples, as Synchronet's ``parse_byte_count()``).
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]?)\s*$", re.IGNORECASE)
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*$", re.IGNORECASE)
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.IGNORECASE)
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -44,11 +44,19 @@ def parse_size(text: str) -> int:
 
 
 def parse_int(text: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Return ``text`` as an int within [minimum, maximum]."""
+    """Return ``text`` as an int within [minimum, maximum].
+
+    Decimal, with leading zeros allowed ("08" is 8); ``0x``/``0o``/``0b``
+    prefixes select another base.
+    """
+    stripped = text.strip()
     try:
-        value = int(text.strip(), 0)
+        value = int(stripped, 10)
     except ValueError:
-        raise ValueError(f"invalid number {text!r}") from None
+        try:
+            value = int(stripped, 0)
+        except ValueError:
+            raise ValueError(f"invalid number {text!r}") from None
     if minimum is not None and value < minimum:
         raise ValueError(f"{value} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
