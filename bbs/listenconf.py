@@ -189,7 +189,7 @@ def build_listeners(config: ServerConfig) -> tuple[ListenerConfig, ...]:
                     max_per_address=server.common.max_concurrent_connections,
                     path=ini.path, line=sec.line)
         base, interfaces = _apply(sec, base, _interfaces(iface_values, sec, "Interface"))
-        if server.common.autostart:
+        if _enabled(spec, server.common):  # the option switches off every socket of it
             result.extend(ListenerConfig(address=a, **base) for a in interfaces)
     _check_conflicts(result)
     return tuple(result)

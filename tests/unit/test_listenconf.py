@@ -258,6 +258,7 @@ def test_added_listener_defaults_follow_its_service(root):
         Interface = 127.0.0.1
         [Mail]
         POP3Interface = 127.0.0.2
+        Options = ALLOW_POP3 | TLS_POP3
         [Listener:pop3x]
         Service = pop3s
         Port = 1995
@@ -269,6 +270,11 @@ def test_added_listener_defaults_follow_its_service(root):
     pop3x = [i for i in items if i.name == "pop3x"]
     assert sockets(pop3x) == [("pop3s", "127.0.0.2", 1995)] and pop3x[0].tls is TLSMode.ON
     assert sockets(i for i in items if i.name == "ftp2") == [("ftp", "::1", 2121)]
+
+
+def test_added_listener_of_a_service_switched_off_by_its_option_adds_nothing(root):
+    items = listeners(root, "[BBS]\nOptions = ALLOW_RLOGIN\n[Listener:ssh2]\nService = ssh\nPort = 2200\n")
+    assert "ssh" not in {i.service for i in items} and "rlogin" in {i.service for i in items}
 
 
 def test_added_listener_of_a_stopped_server_adds_nothing(root):
