@@ -156,6 +156,12 @@ class MailConfig:
     dnsbl_subject: str = "SPAM"
     new_mail_notice: str = "New e-mail from <%s>\r\n"
     forward_notice: str = "and it was forwarded to: %s\r\n"
+    #: Ours (Synchronet has no key): offer CRAM-MD5 (SMTP) and APOP (POP3),
+    #: which makes the mail server keep users' cleartext passwords.
+    allow_cram_md5: bool = False
+    #: Ours: offer SMTP AUTH on the clear SMTP/Submission ports before
+    #: STARTTLS (off: AUTH only over TLS).
+    auth_without_tls: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +309,8 @@ def _load_mail(ini: IniFile, glob: GlobalConfig) -> MailConfig:
         dnsbl_subject=sec.get("DNSBlacklistSubject", "SPAM"),
         new_mail_notice=sec.get("NewMailNotice", "New e-mail from <%s>\r\n"),
         forward_notice=sec.get("ForwardNotice", "and it was forwarded to: %s\r\n"),
+        allow_cram_md5=sec.get("AllowCramMD5", False, units.parse_bool),
+        auth_without_tls=sec.get("AuthWithoutTLS", False, units.parse_bool),
     )
 
 
