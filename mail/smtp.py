@@ -1,0 +1,431 @@
+"""The SMTP, Submission and SMTPS servers: aiosmtpd protocols in our loop.
+
+One :class:`SMTPSession` (an aiosmtpd ``SMTP`` protocol) and one
+:class:`SMTPHandler` per connection; :class:`SMTPService` holds what they
+share and builds them for the listener manager. The aiosmtpd traps of
+STYLE.md are avoided by construction:
+
+* no ``authenticator`` callback: the handler implements ``auth_PLAIN``,
+  ``auth_LOGIN`` and ``auth_CRAM__MD5`` as ``async`` methods (aiosmtpd awaits
+  handler auth methods), so password checks run off the loop and a wrong
+  password is really refused;
+* failures return ``AuthResult(success=False, handled=False)`` so aiosmtpd
+  sends the 535 reply;
+* implicit TLS (SMTPS) passes ``auth_require_tls=False`` (aiosmtpd cannot see
+  TLS it did not start), and no STARTTLS is offered there.
+
+Every core error becomes a reply in :func:`reply_for` (one place).
+Synchronet replies and log lines are kept where the FAQ quotes them
+(``550 Relay not allowed.``, ``SMTP ILLEGAL RELAY ATTEMPT from ...``).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import email.parser
+import email.policy
+import email.utils
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+
+from bbs.errors import BBSError, Reason
+from bbs.users import User
+from mail.address import Address, is_local_domain, parse_address, parse_path
+from mail.delivery import Target
+from mail.spam import Listing
+
+log = logging.getLogger(__name__)
+
+# Replies (named so tests and the mapping share them).
+RELAY_DENIED = "550 Relay not allowed."
+RELAY_NEEDS_AUTH = ("553 Relaying through this server requires authentication. "
+                    "Please authenticate before sending.")
+UNKNOWN_USER = "550 Unknown User: {name}"
+MAILBOX_FULL = "452 4.2.2 Mailbox full: {name}"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+MALFORMED_ADDRESS = "553 5.1.3 Malformed address"
+SENDER_REFUSED = "554 Sender not allowed."
+SUBJECT_REFUSED = "554 Subject not allowed."
+ACCESS_DENIED = "550 Access denied."
+DNSBL_REFUSED = "550 Mail from {ip} refused due to listing at {zone}"
+NOT_AVAILABLE = "550 Mailbox unavailable: {name}"
+STORAGE_FAILED = "451 4.3.0 Local error in processing; try again later"
+AUTH_OK = "235 2.7.0 Authentication successful"
+AUTH_BANNED = "421 4.7.0 Too many failed logins; closing connection"
+OK = "250 OK"
+
+#: RFC 5321 section 4.5.3.2.7: server timeout for the client's next command is
+#: at least 5 minutes; MaxInactivity 0 ("no limit") becomes this.
+NO_LIMIT_TIMEOUT = 24 * 60 * 60.0
+#: DNSBL_THROTTLE: Synchronet slows blacklisted servers to a line a second.
+THROTTLE_DELAY = 1.0
+#: RFC 5321 section 4.5.3.1.4: command line length (incl. CRLF) for a client
+#: that did not say EHLO; aiosmtpd adds its extension allowances per session.
+COMMAND_LINE_LIMIT = 512
+
+
+def reply_for(exc: BBSError, name: str) -> str:
+    """The SMTP reply for a core error about recipient ``name`` (one place)."""
+    if exc.reason is Reason.NOT_FOUND:
+        return UNKNOWN_USER.format(name=name)
+    if exc.reason is Reason.LIMIT:
+        return MAILBOX_FULL.format(name=name)
+    if exc.reason in (Reason.ACCESS_DENIED, Reason.FILTERED, Reason.BANNED):
+        return NOT_AVAILABLE.format(name=name)
+    return STORAGE_FAILED
+
+
+class BBSEnvelope(Envelope):
+    """aiosmtpd's envelope plus where each accepted recipient goes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[Target] = []
+
+
+class SMTPSession(SMTP):
+    """aiosmtpd's SMTP protocol with our address parser and a pre-greeting check."""
+
+    def __init__(self, handler: "SMTPHandler", **kwargs: Any) -> None:
+        # aiosmtpd keeps this dict on the class and grows MAIL's limit on every
+        # EHLO of every session: give each session its own.
+        self.command_size_limits = collections.defaultdict(lambda: COMMAND_LINE_LIMIT)
+        super().__init__(handler, **kwargs)
+        self.bbs_handler = handler
+
+    def _create_envelope(self) -> Envelope:
+        return BBSEnvelope()
+
+    def _getaddr(self, arg: str):
+        address, rest = parse_path(arg)
+        return address, rest
+
+    async def _handle_client(self) -> None:
+        refusal = await self.bbs_handler.greeting_check(self)
+        if refusal:
+            await self.push(refusal)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class SMTPHandler:
+    """aiosmtpd hooks for one connection (see :class:`SMTPService`)."""
+
+    def __init__(self, service: "SMTPService", conn: Any) -> None:
+        self.service = service
+        self.conn = conn
+        self.user: User | None = None
+        self.listing: Listing | None = None
+        self.log = logging.LoggerAdapter(log, {"tag": "mail"})
+        self.prefix = f"SMTP {conn.service} {conn.address}"
+
+    # -- connection ---------------------------------------------------------
+
+    async def greeting_check(self, server: SMTPSession) -> str | None:
+        """Before the 220 banner: spamblock.cfg and DNSBL look-ups.
+
+        Returns a refusal reply (the session then ends) or None.
+        """
+        svc, conn = self.service, self.conn
+        blocked = svc.spam.blocked(conn.address, conn.host)
+        if blocked is not None:
+            self.log.warning("%s !SMTP SPAM BLOCKED SERVER %s (spamblock.cfg %s)", self.prefix,
+                             conn.address, blocked)
+            await svc.spam.log_spam("BLOCKED", f"spamblock.cfg: {blocked}", host=conn.host,
+                                    address=conn.address)
+            return ACCESS_DENIED
+        if svc.spam.exempt(conn.address, conn.host):
+            return None
+        listing = await svc.spam.lookup(conn.address)
+        if listing is None:
+            return None
+        self.listing = listing
+        self.log.log(25, "%s SMTP BLACKLISTED SERVER on %s: %s [%s] = %s", self.prefix,
+                     listing.zone, conn.host or conn.address, conn.address, listing.result)
+        action = "REFUSED" if "DNSBL_REFUSE" in svc.options else "TAGGED"
+        await svc.spam.log_spam(action, f"listed on {listing.zone} as {listing.result}",
+                                host=conn.host, address=conn.address)
+        if "DNSBL_REFUSE" in svc.options:
+            return DNSBL_REFUSED.format(ip=conn.address, zone=listing.zone)
+        return None
+
+    async def _throttle(self) -> None:
+        if self.listing is not None and "DNSBL_THROTTLE" in self.service.options:
+            await asyncio.sleep(THROTTLE_DELAY)
+
+    # -- AUTH (async; see module docstring) ---------------------------------
+
+    async def auth_PLAIN(self, server: SMTPSession, args: list[str]) -> AuthResult:
+        """RFC 4616: ``authzid NUL authcid NUL passwd``, inline or after 334."""
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await server.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._check_password(server, "PLAIN", parts[1], parts[2])
+
+    async def auth_LOGIN(self, server: SMTPSession, args: list[str]) -> AuthResult:
+        """The LOGIN mechanism (draft-murchison-sasl-login): user, then password."""
+        if len(args) == 1:
+            login = await server.challenge_auth(server.AuthLoginUsernameChallenge)
+        else:
+            try:
+                login = base64.b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        if not isinstance(login, bytes):
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
+        if not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._check_password(server, "LOGIN", login, password)
+
+    async def auth_CRAM__MD5(self, server: SMTPSession, args: list[str]) -> AuthResult:
+        """RFC 2195: HMAC-MD5 of a fresh challenge, keyed with the password."""
+        if len(args) != 1:
+            await server.push("501 5.5.4 CRAM-MD5 takes no initial response")
+            return AuthResult(success=False, handled=True)
+        challenge = f"<{secrets.randbelow(10**12)}.{int(time.time())}@{self.service.hostname}>"
+        blob = await server.challenge_auth(challenge)
+        if not isinstance(blob, bytes):
+            return AuthResult(success=False, handled=True)
+        name, _, digest = blob.decode("utf-8", "replace").rpartition(" ")
+        user = await self.service.secrets.check_cram(name, challenge.encode(), digest)
+        return await self._finish_auth(server, "CRAM-MD5", name, user)
+
+    async def _check_password(self, server: SMTPSession, mechanism: str, login: bytes,
+                              password: bytes) -> AuthResult:
+        name = login.decode("utf-8", "replace")
+        try:
+            user = await self.service.secrets.verify(name, password.decode("utf-8", "replace"))
+        except BBSError:
+            user = None
+        return await self._finish_auth(server, mechanism, name, user)
+
+    async def _finish_auth(self, server: SMTPSession, mechanism: str, name: str,
+                           user: User | None) -> AuthResult:
+        login = self.service.app.login
+        if user is None:
+            self.log.warning("%s !SMTP AUTH %s FAILURE for %r", self.prefix, mechanism, name[:64])
+            outcome = login.failed(self.conn.address, "smtp", name)
+            await asyncio.sleep(outcome.delay)
+            if outcome.banned:
+                await server.push(AUTH_BANNED)
+                if server.transport is not None:
+                    server.transport.close()
+                return AuthResult(success=False, handled=True)
+            return AuthResult(success=False, handled=False)
+        login.succeeded(self.conn.address)
+        self.user = user
+        self.conn.user = user.alias
+        self.log.info("%s SMTP %s authenticated as %s (#%d)", self.prefix, mechanism, user.alias,
+                      user.number)
+        return AuthResult(success=True, auth_data=user, message=AUTH_OK)
+
+    # -- transaction hooks --------------------------------------------------
+
+    async def handle_MAIL(self, server: SMTPSession, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        await self._throttle()
+        if address == "<>":
+            address = ""
+        svc = self.service
+        svc.email_can.reload_if_changed()
+        if address and svc.email_can.match(address) is not None:
+            self.log.warning("%s !SMTP BLOCKED SENDER %s (email.can)", self.prefix, address)
+            await svc.spam.log_spam("REFUSED", "email.can", host=self.conn.host,
+                                    address=self.conn.address, sender=address)
+            return SENDER_REFUSED
+        if address and parse_address(address) is None:
+            return MALFORMED_ADDRESS
+        envelope.mail_from = address or "<>"
+        envelope.mail_options.extend(options)
+        if self.listing is not None and svc.spam.exempt(sender=address):
+            self.log.info("%s sender %s is DNSBL-exempt", self.prefix, address)
+            self.listing = None
+        return OK
+
+    async def handle_RCPT(self, server: SMTPSession, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        await self._throttle()
+        svc, conn = self.service, self.conn
+        assert isinstance(envelope, BBSEnvelope)
+        if svc.max_recipients and len(envelope.rcpt_tos) >= svc.max_recipients:
+            self.log.warning("%s !SMTP MAXIMUM RECIPIENTS (%d) REACHED", self.prefix, svc.max_recipients)
+            return TOO_MANY_RECIPIENTS
+        parsed = parse_address(address)
+        if parsed is None:
+            return MALFORMED_ADDRESS
+        if svc.spam.is_bait(address):
+            self.log.warning("%s !SMTP SPAM BAIT %s taken by %s: blocking it", self.prefix, address,
+                             conn.address)
+            await svc.spam.block(conn.address, address, conn.host)
+            await svc.spam.log_spam("BLOCKED", f"Spam bait: {address}", host=conn.host,
+                                    address=conn.address, sender=envelope.mail_from or "",
+                                    recipient=address)
+            return UNKNOWN_USER.format(name=address)
+        if self.listing is not None and "DNSBL_BADUSER" in svc.options:
+            self.log.log(25, "%s !SMTP REFUSED recipient %s from blacklisted server", self.prefix,
+                         address)
+            return UNKNOWN_USER.format(name=address)
+        local = is_local_domain(parsed, svc.domains, frozenset({conn.local_address}))
+        if not local or parsed.routed:
+            return await self._remote(envelope, parsed, local)
+        try:
+            target = await svc.resolver.resolve(parsed.local)
+        except BBSError as exc:
+            self.log.info("%s !SMTP recipient %s refused: %s", self.prefix, address, exc)
+            return reply_for(exc, parsed.local)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        envelope.targets.append(target)
+        if target.user is not None and not target.forward:
+            self.log.info("%s SMTP RCPT %s -> user #%d %s", self.prefix, address, target.user.number,
+                          target.user.alias)
+        else:
+            self.log.info("%s SMTP RCPT %s forwarded to %s", self.prefix, address, target.forward)
+        return OK
+
+    async def _remote(self, envelope: BBSEnvelope, parsed: Address, local_domain: bool) -> str:
+        """A non-local recipient, or a local-looking one that routes elsewhere."""
+        svc, conn = self.service, self.conn
+        allowed, who = svc.relay.permitted(conn.address, conn.host, self.user)
+        if allowed and not parsed.routed:
+            envelope.rcpt_tos.append(parsed.text)
+            envelope.targets.append(Target(parsed.text, forward=parsed.text))
+            self.log.info("%s SMTP %s relaying to external mail service: %s", self.prefix, who,
+                          parsed.domain)
+            return OK
+        if allowed:  # e.g. user%host@bbs from a relay client: not a form we route
+            return UNKNOWN_USER.format(name=parsed.text)
+        sender = envelope.mail_from or "<>"
+        self.log.warning("!SMTP ILLEGAL RELAY ATTEMPT from <%s> [%s] to <%s>",
+                         sender.strip("<>"), conn.address, parsed.text)
+        await svc.spam.log_spam("REFUSED", f"Relay attempt to: {parsed.text}", host=conn.host,
+                                address=conn.address, sender=sender, recipient=parsed.text)
+        return RELAY_NEEDS_AUTH if svc.relay.auth_relays and self.user is None else RELAY_DENIED
+
+    async def handle_DATA(self, server: SMTPSession, session: Session, envelope: Envelope) -> str:
+        svc, conn = self.service, self.conn
+        assert isinstance(envelope, BBSEnvelope)
+        raw = envelope.original_content or b""
+        headers = _HEADERS.parsebytes(raw)
+        subject = str(headers.get("Subject", "") or "")
+        svc.subject_can.reload_if_changed()
+        if subject and svc.subject_can.match(subject) is not None:
+            self.log.warning("%s !SMTP BLOCKED SUBJECT %r (subject.can)", self.prefix, subject[:80])
+            await svc.spam.log_spam("REFUSED", f"subject.can: {subject[:80]}", host=conn.host,
+                                    address=conn.address, sender=envelope.mail_from or "")
+            return SUBJECT_REFUSED
+        listing = self.listing
+        if listing is None and "DNSBL_CHKRECVHDRS" in svc.options:
+            listing = await self._check_received(headers)
+        spam = listing is not None
+        if spam and "DNSBL_SPAMHASH" in svc.options:
+            await svc.spam.store_hash(hashlib.sha256(_body(raw)).hexdigest())
+        if spam and "DNSBL_IGNORE" in svc.options:
+            self.log.log(25, "%s SMTP IGNORED message from blacklisted server (%d bytes)", self.prefix,
+                         len(raw))
+            return OK
+        sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+        raw = self._trace(raw, session, sender, envelope, listing, subject)
+        users = list(dict.fromkeys(t.user.number for t in envelope.targets
+                                   if t.user is not None and not t.forward))
+        remote = list(dict.fromkeys(t.forward for t in envelope.targets if t.forward))
+        try:
+            ids, queued = await svc.store.accept(raw, sender=sender, users=users, remote=remote,
+                                                 recipient=", ".join(envelope.rcpt_tos), spam=spam,
+                                                 from_user=self.user.number if self.user else 0)
+        except BBSError as exc:
+            self.log.error("%s !SMTP cannot store message: %s", self.prefix, exc)
+            return STORAGE_FAILED
+        self.log.info("%s SMTP received %d bytes from <%s>: %d mailbox(es), %d queued", self.prefix,
+                      len(raw), sender, len(ids), len(remote))
+        if queued is not None:
+            svc.queued(str(queued), sender, remote)
+        return OK
+
+    async def _check_received(self, headers) -> Listing | None:
+        for value in headers.get_all("Received", []) or []:
+            for ip in _RECEIVED_IP.findall(str(value)):
+                if self.service.spam.exempt(ip):
+                    continue
+                listing = await self.service.spam.lookup(ip)
+                if listing is not None:
+                    self.log.log(25, "%s SMTP BLACKLISTED SERVER in Received header on %s: [%s] = %s",
+                                 self.prefix, listing.zone, ip, listing.result)
+                    return listing
+        return None
+
+    def _trace(self, raw: bytes, session: Session, sender: str, envelope: BBSEnvelope,
+               listing: Listing | None, subject: str) -> bytes:
+        """Prepend Return-Path and Received (RFC 5321 section 4.4); tag spam."""
+        svc, conn = self.service, self.conn
+        proto = "ESMTP" if session.extended_smtp else "SMTP"
+        if conn.secure or session.ssl is not None:
+            proto += "S"
+        if self.user is not None:
+            proto += "A"
+        helo = _clean(session.host_name or "unknown")
+        for_part = f"\r\n\tfor <{_clean(envelope.rcpt_tos[0])}>" if len(envelope.rcpt_tos) == 1 else ""
+        received = (f"Received: from {helo} ({_clean(conn.host or conn.address)} [{conn.address}])\r\n"
+                    f"\tby {svc.hostname} (pybbs) with {proto}{for_part};\r\n"
+                    f"\t{email.utils.formatdate(localtime=True)}\r\n")
+        head = f"Return-Path: <{_clean(sender)}>\r\n{received}"
+        if listing is not None:
+            if svc.dnsbl_header:
+                head += f"{svc.dnsbl_header}: {listing.zone}: {listing.address} = {listing.result}\r\n"
+            if svc.dnsbl_subject:
+                raw = _tag_subject(raw, svc.dnsbl_subject, subject)
+        return head.encode("utf-8", "replace") + raw
+
+
+_HEADERS = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+_RECEIVED_IP = re.compile(r"\[(\d{1,3}(?:\.\d{1,3}){3})\]")
+
+
+def _clean(text: str) -> str:
+    return "".join(c for c in text if " " < c <= "~" and c not in "<>")[:200]
+
+
+def _body(raw: bytes) -> bytes:
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        index = raw.find(sep)
+        if index >= 0:
+            return raw[index + len(sep):]
+    return b""
+
+
+def _tag_subject(raw: bytes, tag: str, subject: str) -> bytes:
+    """Prefix the Subject with ``tag`` (DNSBlacklistSubject), adding one if absent."""
+    tagged = f"{tag}: {subject}".encode("utf-8", "replace") if subject else tag.encode()
+    match = re.search(rb"(?im)^Subject:[^\r\n]*(\r?\n[ \t][^\r\n]*)*", raw[:len(raw) - len(_body(raw))])
+    if match:
+        return raw[:match.start()] + b"Subject: " + tagged + raw[match.end():]
+    return b"Subject: " + tagged + b"\r\n" + raw
+
+
+def cram_digest(secret: str, challenge: bytes) -> str:
+    """RFC 2195 response digest: hex HMAC-MD5 of ``challenge`` keyed by ``secret``."""
+    return hmac.new(secret.encode("utf-8"), challenge, hashlib.md5).hexdigest()
