@@ -20,6 +20,7 @@ from bbs.instance import Config
 from bbs.listeners import ListenerManager
 from bbs.loginattempts import LoginAttemptTracker
 from bbs.nodetable import NodeTable
+from bbs.telegrams import TELEGRAM_MIGRATIONS, TelegramStore
 from bbs.tlscert import ensure_certificate, server_context
 from bbs.users import USER_MIGRATIONS, User, UserBase
 
@@ -51,6 +52,8 @@ class App:
             on_event=lambda kind, info: self.bus.publish(SecurityEvent(kind, info)))
         self.db = Database(self.instance.data / "user.db", USER_MIGRATIONS, name="user")
         self.users = UserBase(self.db, name_filter=self.name_filtered)
+        self.telegram_db = Database(self.instance.data / "telegram.db", TELEGRAM_MIGRATIONS, name="telegram")
+        self.telegrams = TelegramStore(self.telegram_db, self.bus)
         #: Set when the BBS begins to stop; sessions may tell their caller and end.
         self.shutdown = asyncio.Event()
         self._tls: ssl.SSLContext | None = None
@@ -76,6 +79,7 @@ class App:
         ``announce_password(alias, password)`` once and never logged."""
         self.bus.bind_loop(asyncio.get_running_loop())
         await self.db.open()
+        await self.telegram_db.open()
         for folder in (self.instance.logs, *(d.path for d in self.config.files.dirs)):
             folder.mkdir(parents=True, exist_ok=True)
         if any(item.tls.value == "on" for item in self.config.listeners):
@@ -83,8 +87,9 @@ class App:
         await self.ensure_sysop(announce_password)
 
     async def ensure_sysop(self, announce: Callable[[str, str], None] | None) -> User | None:
-        """Create the Operator account when the user base is empty."""
-        if await self.users.count():
+        """Create the Operator account when no sysop account (level 90+) exists,
+        e.g. on the first start, even if `bbs user add` made callers before."""
+        if any(user.is_sysop for user in await self.users.list()):
             return None
         alias = self.config.system.operator
         password = generate_password()
@@ -96,4 +101,5 @@ class App:
         return user
 
     async def close(self) -> None:
+        await self.telegram_db.close()
         await self.db.close()

@@ -91,6 +91,19 @@ class MailFailed(Event):
 
 
 @dataclasses.dataclass(frozen=True)
+class TelegramSent(Event):
+    """A short message for a user (node message, MSP, new-mail notice).
+
+    Sessions of that user show it at once; it stays stored until read."""
+
+    id: int
+    to_number: int
+    to_alias: str
+    sender: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
 class SecurityEvent(Event):
     kind: str  # "hack", "tempban", "filter"
     info: dict

@@ -18,7 +18,8 @@ from bbs.boardconf import FileAreas, MsgAreas, SystemConfig, load_files, load_ms
 from bbs.config import ServerConfig, load_server_config
 from bbs.errors import ConfigError
 from bbs.ini import IniFile, parse_ini
-from bbs.listenconf import ListenerConfig, build_listeners
+from bbs.listenconf import ListenerConfig, build_listeners, check_conflicts
+from bbs.servicesconf import build_service_listeners
 
 #: Environment variable naming the instance directory (default ~/bbs).
 HOME_ENV = "BBS_HOME"
@@ -106,7 +107,7 @@ def _unused_warnings(ini: IniFile) -> list[str]:
 
 
 def load_config(root: Path) -> Config:
-    """Parse ctrl/sbbs.ini, main.ini, msgs.ini and file.ini of instance ``root``.
+    """Parse ctrl/sbbs.ini, main.ini, msgs.ini, file.ini and services.ini of ``root``.
 
     Raises ConfigError (``path:line: what``) for the first problem found.
     Unknown keys are not errors (Synchronet ignores them) but are returned as
@@ -121,6 +122,11 @@ def load_config(root: Path) -> Config:
     system = load_system(inis["main.ini"])
     msgs = load_msgs(inis["msgs.ini"])
     files = load_files(inis["file.ini"], root)
-    listeners = build_listeners(server)
+    services_path = instance.ctrl / "services.ini"
+    if services_path.exists():
+        inis["services.ini"] = parse_ini(services_path)
+    listeners = build_listeners(server) + tuple(
+        build_service_listeners(inis.get("services.ini"), server, services_path))
+    check_conflicts(list(listeners))
     warnings = [w for ini in inis.values() for w in _unused_warnings(ini)]
     return Config(instance, server, system, msgs, files, listeners, tuple(warnings))

@@ -87,6 +87,7 @@ class ListenerConfig:
     max_per_address: int
     path: Path
     line: int
+    transport: str = "tcp"  # "udp" for datagram services (SYSTAT, MSP)
 
     @property
     def where(self) -> str:
@@ -122,7 +123,7 @@ def parse_address(text: str) -> str:
         raise ValueError(f"invalid interface address {text!r}") from None
 
 
-def _interfaces(values: tuple[str, ...], sec: IniSection, key: str) -> tuple[str, ...]:
+def interfaces_of(values: tuple[str, ...], sec: IniSection, key: str) -> tuple[str, ...]:
     try:
         return tuple(parse_address(v) for v in values) or ("",)
     except ValueError as exc:
@@ -157,7 +158,7 @@ def build_listeners(config: ServerConfig) -> tuple[ListenerConfig, ...]:
         section_name = {"bbs": "BBS", "mail": "Mail", "ftp": "FTP", "services": "Services"}[spec.server]
         sec = ini.section(section_name)
         iface_values = getattr(server, spec.interfaces_attr) if spec.interfaces_attr else common.interfaces
-        interfaces = _interfaces(iface_values, sec, "Interface")
+        interfaces = interfaces_of(iface_values, sec, "Interface")
         port = getattr(server, spec.port_attr)
         base = dict(name=spec.name, service=spec.name, server=spec.server, port=port,
                     tls=spec.tls, grant=(), deny=(), max_per_address=common.max_concurrent_connections,
@@ -169,7 +170,7 @@ def build_listeners(config: ServerConfig) -> tuple[ListenerConfig, ...]:
                 raise own.error("Service", f"Service = {service} contradicts the section name "
                                 f"(a [Listener:{spec.name}] adjusts {spec.name}; use another "
                                 "name to add a socket)")
-            base, interfaces = _apply(own, base, interfaces)  # checked even when disabled
+            base, interfaces = apply_listener_keys(own, base, interfaces)  # checked even when disabled
         if _enabled(spec, common):
             result.extend(ListenerConfig(address=a, **base) for a in interfaces)
     for name, sec in overrides.items():
@@ -188,14 +189,14 @@ def build_listeners(config: ServerConfig) -> tuple[ListenerConfig, ...]:
                     port=0, tls=spec.tls, grant=(), deny=(),
                     max_per_address=server.common.max_concurrent_connections,
                     path=ini.path, line=sec.line)
-        base, interfaces = _apply(sec, base, _interfaces(iface_values, sec, "Interface"))
+        base, interfaces = apply_listener_keys(sec, base, interfaces_of(iface_values, sec, "Interface"))
         if _enabled(spec, server.common):  # the option switches off every socket of it
             result.extend(ListenerConfig(address=a, **base) for a in interfaces)
-    _check_conflicts(result)
+    check_conflicts(result)
     return tuple(result)
 
 
-def _apply(sec: IniSection, base: dict, interfaces: tuple[str, ...]) -> tuple[dict, tuple[str, ...]]:
+def apply_listener_keys(sec: IniSection, base: dict, interfaces: tuple[str, ...]) -> tuple[dict, tuple[str, ...]]:
     sec.raw("Service")
     # Locate the socket at the key that set its port (conflicts, bind errors).
     base = dict(base, line=sec.values["port"].line) if "port" in sec else dict(base)
@@ -206,7 +207,7 @@ def _apply(sec: IniSection, base: dict, interfaces: tuple[str, ...]) -> tuple[di
     base["max_per_address"] = sec.get("MaxConcurrentConnections", base["max_per_address"],
                                       lambda t: units.parse_int(t, minimum=0))
     if "interface" in sec:
-        interfaces = _interfaces(sec.get("Interface", (), units.parse_list), sec, "Interface")
+        interfaces = interfaces_of(sec.get("Interface", (), units.parse_list), sec, "Interface")
     return base, interfaces
 
 
@@ -228,13 +229,14 @@ def _overlaps(first: str, second: str) -> bool:
     return a.version == b.version and (a.is_unspecified or b.is_unspecified)
 
 
-def _check_conflicts(listeners: list[ListenerConfig]) -> None:
+def check_conflicts(listeners: list[ListenerConfig]) -> None:
     seen: list[ListenerConfig] = []
     for item in listeners:
         if item.port == 0:
             continue
         for other in seen:
-            if other.port == item.port and _overlaps(other.address, item.address):
+            if (other.port == item.port and other.transport == item.transport
+                    and _overlaps(other.address, item.address)):
                 raise ConfigError(item.path, item.line,
                                   f"{item.service} port {item.port} is already used by "
                                   f"{other.service} ({other.where})")

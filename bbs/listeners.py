@@ -50,16 +50,23 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 #: Seconds a reverse DNS look-up (for host.can) may take; then the host is unknown.
 HOST_LOOKUP_TIMEOUT = 5.0
 
+#: Datagrams one address may send a UDP service per second; the rest are dropped (floods).
+UDP_MAX_PER_SECOND = 20
+
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Connection"], Awaitable[None]]
 ProtocolFactory = Callable[["Connection"], asyncio.BaseProtocol]
+DatagramHandler = Callable[[bytes, str, ListenerConfig], Awaitable["bytes | None"]]
 
 
 @dataclasses.dataclass(frozen=True)
 class ServiceHandler:
-    """How a service takes over an admitted connection (exactly one is set)."""
+    """How a service takes over an admitted connection: ``stream`` or
+    ``protocol`` for TCP sockets, ``datagram(data, address, listener) -> reply
+    or None`` for UDP sockets of the same service."""
 
     stream: StreamHandler | None = None
     protocol: ProtocolFactory | None = None
+    datagram: DatagramHandler | None = None
 
 
 class BindError(Exception):
@@ -132,6 +139,9 @@ class ListenerManager:
         self._sockets: list[tuple[ListenerConfig, socket.socket]] = []
         self._servers: list[tuple[ListenerConfig, asyncio.AbstractServer]] = []
         self._per_address: dict[tuple[str, str], int] = {}
+        self._auto_ports: dict[str, int] = {}  # port-0 listener name -> the port the OS gave
+        self._udp: list[tuple[ListenerConfig, asyncio.DatagramTransport]] = []
+        self._udp_seen: dict[tuple[str, str], tuple[float, int]] = {}
         self.connections: dict[int, Connection] = {}
         self.tasks: set[asyncio.Task] = set()
 
@@ -157,12 +167,13 @@ class ListenerManager:
     async def _bind_one(self, item: ListenerConfig, common: ServerCommon) -> list[socket.socket]:
         addresses = [item.address] if item.address else ["0.0.0.0", "::"]
         bound: list[socket.socket] = []
-        port = item.port
+        # Port 0: every socket of one listener (v4 and v6, TCP and UDP) shares the OS's port.
+        port = item.port or self._auto_ports.get(item.name, 0)
         for address in addresses:
             attempts = common.bind_retry_count + 1
             for attempt in range(1, attempts + 1):
                 try:
-                    sock = _make_socket(address, port)
+                    sock = _make_socket(address, port, item.transport)
                     break
                 except OSError as exc:
                     if not item.address and address == "::" and exc.errno in (
@@ -184,6 +195,8 @@ class ListenerManager:
             if sock is not None:
                 bound.append(sock)
                 port = sock.getsockname()[1]  # port 0: the v6 socket takes the same port
+                if not item.port:
+                    self._auto_ports.setdefault(item.name, port)
         return bound
 
     def start(self, handlers: dict[str, ServiceHandler]) -> asyncio.Future:
@@ -195,8 +208,15 @@ class ListenerManager:
         starts = []
         for item, sock in self._sockets:
             handler = handlers.get(item.service)
-            if handler is None:
+            if item.transport == "udp":
+                usable = handler is not None and handler.datagram is not None
+            else:
+                usable = handler is not None and (handler.stream or handler.protocol) is not None
+            if not usable:
                 sock.close()
+                continue
+            if item.transport == "udp":
+                starts.append(self._serve_udp(loop, item, sock, handler))
                 continue
             factory = lambda item=item, handler=handler: _Gate(self, item, handler)  # noqa: E731
             starts.append(self._serve(loop, item, sock, factory))
@@ -210,8 +230,14 @@ class ListenerManager:
         log.info("%s listening on %s port %d%s", item.service, host, port,
                  {TLSMode.ON: " (TLS)", TLSMode.EXT: " (TLS by proxy)"}.get(item.tls, ""), **_tag(item))
 
+    async def _serve_udp(self, loop, item, sock, handler: ServiceHandler) -> None:
+        transport, _ = await loop.create_datagram_endpoint(lambda: _DatagramGate(self, item, handler), sock=sock)
+        self._udp.append((item, transport))
+        host, port = sock.getsockname()[:2]
+        log.info("%s listening on %s UDP port %d", item.service, host, port, **_tag(item))
+
     def bound(self) -> list[tuple[str, str, int, str]]:
-        """(service, address, port, tls) of every serving socket."""
+        """(service, address, port, tls) of every serving TCP socket."""
         result = []
         for item, server in self._servers:
             for sock in server.sockets:
@@ -219,9 +245,37 @@ class ListenerManager:
                 result.append((item.service, host, port, item.tls.value))
         return result
 
+    def bound_udp(self) -> list[tuple[str, str, int]]:
+        """(service, address, port) of every serving UDP socket."""
+        return [(item.service, *t.get_extra_info("sockname")[:2]) for item, t in self._udp]
+
     def port_of(self, service: str) -> int:
-        """The first bound port of ``service`` (for tests and the console)."""
+        """The first bound TCP port of ``service`` (for tests and the console)."""
         return next(p for s, _, p, _ in self.bound() if s == service)
+
+    def admit_datagram(self, item: ListenerConfig, address: str) -> str | None:
+        """Admission for one datagram: the socket and address rules of
+        :meth:`admit` (no connection counts) plus a per-address rate limit."""
+        if item.grant and not _in(address, item.grant):
+            return "not in the listener's Grant list"
+        if _in(address, item.deny):
+            return "in the listener's Deny list"
+        if self._login.is_banned(address):
+            return "temporarily banned"
+        self._filters.ip.reload_if_changed()
+        if self._filters.is_ip_filtered(address) is not None:
+            return "filtered (ip.can)"
+        now = time.monotonic()
+        key = (item.service, address)
+        start, count = self._udp_seen.get(key, (now, 0))
+        if now - start >= 1.0:
+            start, count = now, 0
+        self._udp_seen[key] = (start, count + 1)
+        if len(self._udp_seen) > 10_000:  # forget old senders; bounded memory under floods
+            self._udp_seen = {k: v for k, v in self._udp_seen.items() if now - v[0] < 1.0}
+        if count >= UDP_MAX_PER_SECOND:
+            return "datagram flood"
+        return None
 
     # -- admission -----------------------------------------------------
     def admit(self, item: ListenerConfig, address: str) -> str | None:
@@ -290,6 +344,13 @@ class ListenerManager:
             else:
                 keep.append((item, server))
         self._servers = keep
+        udp_keep = []
+        for item, transport in self._udp:
+            if wanted is None or item.service in wanted:
+                transport.close()
+            else:
+                udp_keep.append((item, transport))
+        self._udp = udp_keep
         for _, sock in self._sockets:
             sock.close()
         self._sockets.clear()
@@ -461,6 +522,38 @@ class _Gate(asyncio.Protocol):
             self.manager._closed(self.conn)
 
 
+class _DatagramGate(asyncio.DatagramProtocol):
+    """Admits each datagram of a UDP listener and sends the handler's reply."""
+
+    def __init__(self, manager: ListenerManager, item: ListenerConfig, handler: ServiceHandler) -> None:
+        self.manager, self.item, self.handler = manager, item, handler
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        address = normalize_ip(addr[0])
+        reason = self.manager.admit_datagram(self.item, address)
+        if reason is not None:
+            if reason != "datagram flood":
+                self.manager._refused(self.item, address, reason)
+            return
+        task = asyncio.ensure_future(self._answer(data, address, addr))
+        self.manager.tasks.add(task)
+        task.add_done_callback(self.manager.tasks.discard)
+
+    async def _answer(self, data: bytes, address: str, addr: tuple) -> None:
+        assert self.handler.datagram is not None
+        try:
+            reply = await self.handler.datagram(data, address, self.item)
+        except Exception:
+            log.exception("%s %s: datagram handler failed", self.item.service, address, **_tag(self.item))
+            return
+        if reply and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(reply, addr)
+
+
 def _track_close(protocol: asyncio.BaseProtocol, on_close: Callable[[], None]) -> None:
     """Call ``on_close`` after ``protocol.connection_lost``.
 
@@ -478,15 +571,16 @@ def _track_close(protocol: asyncio.BaseProtocol, on_close: Callable[[], None]) -
     protocol.connection_lost = connection_lost  # type: ignore[method-assign]
 
 
-def _make_socket(address: str, port: int) -> socket.socket:
+def _make_socket(address: str, port: int, transport: str = "tcp") -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
-        sock.listen(LISTEN_BACKLOG)
+        if transport != "udp":
+            sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError:
         sock.close()

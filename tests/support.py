@@ -64,6 +64,9 @@ def make_instance(root: Path) -> Path:
         ("FTP", "Port", "0"),
     ]:
         set_ini(sbbs, section, key, value)
+    services = root / "ctrl" / "services.ini"
+    for section in ("Finger", "ActiveUser", "MSP"):
+        set_ini(services, section, "Port", "0")
     return root
 
 
@@ -73,6 +76,7 @@ class BBSProcess:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.ports: dict[str, int] = {}
+        self.udp_ports: dict[str, int] = {}
         self.stderr_path = root / "run.stderr"
         self.proc: subprocess.Popen | None = None
 
@@ -90,7 +94,10 @@ class BBSProcess:
             if listeners.exists():
                 data = json.loads(listeners.read_text())
                 if data["pid"] == self.proc.pid:
-                    self.ports = {row["service"]: row["port"] for row in data["listeners"]}
+                    self.ports = {row["service"]: row["port"] for row in data["listeners"]
+                                  if row.get("transport", "tcp") == "tcp"}
+                    self.udp_ports = {row["service"]: row["port"] for row in data["listeners"]
+                                      if row.get("transport") == "udp"}
                     return self
             time.sleep(0.05)
         self.stop()

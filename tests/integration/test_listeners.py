@@ -391,3 +391,41 @@ def test_drain_closes_sessions_after_grace(tmp_path):
         assert await asyncio.wait_for(reader.read(), 5) == b""
         assert not h.manager.connections
     run(main())
+
+
+def test_udp_listener_admission_and_rate_limit(tmp_path):
+    from bbs.listeners import UDP_MAX_PER_SECOND
+
+    async def echo(data, address, item):
+        return b"echo " + data
+
+    async def main():
+        h = Harness(tmp_path)
+        items = [listener(name="u", transport="udp", deny=parse_networks("127.0.0.4/32"))]
+        await h.manager.bind(items, {"bbs": common()})
+        await h.manager.start({"test": ServiceHandler(datagram=echo)})
+        (_, _, port), = h.manager.bound_udp()
+        loop = asyncio.get_running_loop()
+        replies: list[bytes] = []
+
+        class Client(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr):
+                replies.append(data)
+
+        denied, _ = await loop.create_datagram_endpoint(Client, local_addr=("127.0.0.4", 0),
+                                                       remote_addr=("127.0.0.1", port))
+        denied.sendto(b"x")
+        client, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
+        for number in range(UDP_MAX_PER_SECOND + 10):
+            client.sendto(b"%d" % number)
+        for _ in range(100):
+            if len(replies) >= UDP_MAX_PER_SECOND:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert sorted(replies) == sorted(b"echo %d" % n for n in range(UDP_MAX_PER_SECOND))
+        assert [e.reason for e in h.events if isinstance(e, ConnectionRefused)] == ["in the listener's Deny list"]
+        denied.close()
+        client.close()
+        await h.stop()
+    run(main())

@@ -5,6 +5,7 @@ it installs into a fresh venv and starts the BBS, which answers telnet.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -64,7 +65,8 @@ def test_readme_run_command_installs_and_starts_the_bbs(tmp_path: Path):
                 banner += chunk
         assert (tree / ".venv" / "bin" / "bbs").exists()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         output = proc.communicate(timeout=60)[0].decode(errors="replace")
     assert proc.returncode == 0, output
     assert re.search(r"Sysop account 'Sysop' created\. Password: \S+", output)

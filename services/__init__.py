@@ -1,0 +1,1 @@
+"""services: the small services (Finger, SYSTAT, MSP), see ctrl/services.ini."""
