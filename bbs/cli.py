@@ -52,18 +52,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(root)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if sys.stdin.isatty() and not args.headless:
-        print("note: the sysop console is not part of this build yet; running headless.", file=sys.stderr)
+    with_console = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
 
     async def main() -> int:
         app = App(config)
-        handlers = logsetup.configure(config.server.global_.log_level, app.instance.logs, app.bus, sys.stderr)
+        # With the console on the terminal, log lines go to the file and the
+        # console's Logs pane only: a write to stderr would tear its screen.
+        stream = None if with_console else sys.stderr
+        handlers = logsetup.configure(config.server.global_.log_level, app.instance.logs, app.bus, stream)
         try:
+            if with_console:
+                from console.live import run_console
+                return await run_console(app, serve)
             return await serve(app, announce_password=_announce)
         finally:
             logsetup.remove(handlers)
 
-    return asyncio.run(main())
+    status = asyncio.run(main())
+    if with_console:
+        print(f"BBS stopped (exit status {status}); log: {Instance(root).logs / 'bbs.log'}", file=sys.stderr)
+    return status
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

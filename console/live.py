@@ -1,0 +1,289 @@
+"""The sysop console: tabs of live panes over the running BBS, in the BBS's own loop.
+
+:class:`SysopConsole` is the top widget: a header with the pane tabs, the
+current pane, and a footer that shows the keys, a status line, a yes/no
+question or a one-line prompt. It draws from a :class:`~console.model.ConsoleModel`
+(batched bus events) and acts through :mod:`console.actions`.
+
+:func:`run_console` runs it on a terminal: urwid's ``MainLoop`` on an
+``AsyncioEventLoop`` wrapping the running loop, ``start()``-ed (never
+``run()``: its exception handler would stop the servers' loop too), with
+:func:`bbs.runner.serve` in the same loop. Quitting sets the stop event that
+``serve`` waits on, so the BBS shuts down as on SIGTERM.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+import urwid
+
+from console import actions
+from console.model import ConsoleModel
+from console.panes import BansPane, ClientsPane, LogsPane, MailQueuePane, NodesPane, StatsPane
+
+log = logging.getLogger(__name__)
+
+#: Seconds between ticks that move "time on" and ban expiries along.
+TICK_INTERVAL = 1.0
+
+PALETTE = [
+    ("header", "white,bold", "dark blue"),
+    ("tab", "light gray", "dark blue"),
+    ("tab_on", "yellow,bold", "dark blue"),
+    ("footer", "black", "light gray"),
+    ("colhead", "white,bold", ""),
+    ("focus", "black", "light cyan"),
+    ("debug", "dark gray", ""),
+    ("info", "", ""),
+    ("warning", "yellow", ""),
+    ("error", "light red", ""),
+    ("critical", "white,bold", "dark red"),
+    ("node_wait", "dark gray", ""),
+    ("node_logon", "yellow", ""),
+    ("node_inuse", "light green", ""),
+    ("node_off", "light red", ""),
+    ("ok_msg", "black", "dark green"),
+    ("error_msg", "white", "dark red"),
+    ("ask", "black", "yellow"),
+    ("menu_title", "white,bold", "dark blue"),
+    ("value", "light cyan", ""),
+]
+
+
+class Prompt(urwid.Edit):
+    """The footer's one-line prompt; Enter gives the text, Esc cancels."""
+
+    def __init__(self, caption: str, text: str, done: Callable[[str | None], None]) -> None:
+        super().__init__(("ask", caption), text)
+        self.done = done
+
+    def keypress(self, size, key):
+        if key == "enter":
+            self.done(self.edit_text.strip())
+            return None
+        if key == "esc":
+            self.done(None)
+            return None
+        return super().keypress(size, key)
+
+
+class SysopConsole(urwid.WidgetWrap):
+    """The live console for one App. ``stop`` is the event ``serve`` waits on."""
+
+    def __init__(self, app: Any, stop: asyncio.Event, *, model: ConsoleModel,
+                 read_queue: Callable[[], Awaitable[list]] | None = None,
+                 extra_panes: list[Any] | None = None) -> None:
+        self.app = app
+        self.stop = stop
+        self.model = model
+        self.main_loop: urwid.MainLoop | None = None
+        self.draws = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._question: tuple[str, Callable[[], str]] | None = None
+        self._notice: str | None = None
+        self.panes: list[Any] = [
+            NodesPane(self, model.nodes.values()),
+            ClientsPane(self, model.connections),
+            LogsPane(self, model.logs),
+            StatsPane(self, model),
+            BansPane(self),
+        ]
+        if read_queue is not None:
+            self.panes.append(MailQueuePane(self, read_queue))
+        self.panes.extend(extra_panes or [])
+        self.current = 0
+        self.tabs = urwid.Text("", wrap="clip")
+        self.status_text = urwid.Text("", wrap="clip")
+        self.footer_bar = urwid.AttrMap(self.status_text, "footer")
+        self.frame = urwid.Frame(self.panes[0], header=urwid.AttrMap(self.tabs, "header"), footer=self.footer_bar)
+        super().__init__(self.frame)
+        model.on_flush = self.refresh
+        self._show_tabs()
+        self.status()
+
+    # -- panes -------------------------------------------------------------
+    @property
+    def pane(self) -> Any:
+        return self.panes[self.current]
+
+    def select(self, index: int) -> None:
+        self.current = index % len(self.panes)
+        self.frame.body = self.pane
+        self._show_tabs()
+        self.status()
+
+    def _show_tabs(self) -> None:
+        name = getattr(self.app.config.system, "name", "BBS")
+        parts: list[Any] = [("header", f" {name} ")]
+        for index, pane in enumerate(self.panes, 1):
+            parts.append(("tab_on" if index - 1 == self.current else "tab", f" {index} {pane.title} "))
+        self.tabs.set_text(parts)
+
+    def refresh(self, changes: Any) -> None:
+        """Apply one batch of changes to every pane, then draw once."""
+        for pane in self.panes:
+            pane.refresh(changes)
+        self.draw()
+
+    def draw(self) -> None:
+        self.draws += 1
+        if self.main_loop is not None:
+            self.main_loop.draw_screen()
+
+    # -- footer: status, questions, prompts --------------------------------
+    def status(self, text: str | None = None, attr: str = "footer") -> None:
+        """Show ``text`` (or the current pane's keys) in the footer."""
+        if text is None:
+            text = f"{self.pane.help}   Tab/1-{len(self.panes)} panes  q quit"
+        self.frame.footer = self.footer_bar
+        self.frame.focus_position = "body"
+        self.status_text.set_text((attr, text))
+
+    def run(self, action: Callable[[], str]) -> None:
+        """Do a sysop action now and show its outcome."""
+        try:
+            message = action()
+        except actions.ActionError as exc:
+            self.status(str(exc), "error_msg")
+        except Exception as exc:  # a failing action must not take the console down
+            log.exception("console action failed")
+            self.status(f"failed: {exc}", "error_msg")
+        else:
+            self.status(message, "ok_msg")
+
+    def confirm(self, question: str, action: Callable[[], str]) -> None:
+        """Ask ``question`` [y/N]; run ``action`` on y."""
+        self._question = (question, action)
+        self.status_text.set_text(("ask", f"{question} [y/N]"))
+
+    def ask(self, caption: str, default: str, done: Callable[[str], str]) -> None:
+        """Prompt for one line; ``done(text)`` runs on Enter, Esc cancels."""
+        def finish(text: str | None) -> None:
+            if text is None:
+                self.status("cancelled")
+            else:
+                self.status()
+                self.run(lambda: done(text))
+        self.frame.footer = urwid.AttrMap(Prompt(caption, default, finish), "footer")
+        self.frame.focus_position = "footer"
+
+    def notice(self, text: str) -> None:
+        """A message that stays on top until a key is pressed (e.g. the sysop password)."""
+        self._notice = text
+        box = urwid.LineBox(urwid.Filler(urwid.Text(text + "\n\n(press any key)", align="center")))
+        self.frame.body = urwid.Overlay(box, self.pane, "center", ("relative", 80), "middle", 9)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def announce_password(self, alias: str, password: str) -> None:
+        """serve()'s first-start hook: the password is shown here, never logged."""
+        self.notice(f"Sysop account '{alias}' created. Password: {password}\n"
+                    f"Write it down; change it with: bbs user passwd {alias}")
+
+    # -- keys --------------------------------------------------------------
+    def keypress(self, size, key):
+        if self._notice is not None:
+            self._notice = None
+            self.frame.body = self.pane
+            return None
+        if self._question is not None:
+            question, action = self._question
+            self._question = None
+            if key in ("y", "Y"):
+                self.status()
+                self.run(action)
+            else:
+                self.status("cancelled")
+            return None
+        key = super().keypress(size, key)
+        if key is None:
+            return None
+        if key == "tab":
+            self.select(self.current + 1)
+        elif key == "shift tab":
+            self.select(self.current - 1)
+        elif isinstance(key, str) and len(key) == 1 and key.isdigit() and 1 <= int(key) <= len(self.panes):
+            self.select(int(key) - 1)
+        elif key in ("q", "Q", "f10"):
+            self.confirm("Stop the BBS and quit the console?", self.quit)
+        else:
+            return key
+        return None
+
+    def quit(self) -> str:
+        grace = self.app.config.server.global_.shutdown_grace
+        self.stop.set()
+        return f"stopping the BBS: listeners closed, sessions get {grace:g} seconds ..."
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def mail_queue_reader(app: Any) -> tuple[Callable[[], Awaitable[list]], Callable[[], Awaitable[None]]] | None:
+    """(read, close) for the outbound queue in data/mail.db, or None when
+    this build has no bbs.mailbox. The store is opened only once the mail
+    server has created the file (an absent file is an empty queue)."""
+    try:
+        from bbs.mailbox import MailStore
+    except ImportError:
+        return None
+    path = app.instance.data / "mail.db"
+    store = MailStore(path)
+
+    async def read() -> list:
+        if not path.exists():
+            return []
+        return await store.outbound()
+
+    async def close() -> None:
+        if store.db.is_open:
+            await store.close()
+
+    return read, close
+
+
+async def run_console(app: Any, serve: Callable[..., Awaitable[int]], *, screen: Any = None) -> int:
+    """Run ``serve(app, stop=..., announce_password=...)`` under the console
+    on this terminal; returns serve's exit status. The screen is restored
+    before returning, whatever happens."""
+    loop = asyncio.get_running_loop()
+    queue = mail_queue_reader(app)
+    read_queue = queue[0] if queue else None
+    stop = asyncio.Event()
+    model = ConsoleModel(nodes=app.nodes.records(), connections=app.listeners.connections,
+                         schedule=loop.call_later)
+    model.attach(app.bus)
+    console = SysopConsole(app, stop, model=model, read_queue=read_queue)
+    main_loop = urwid.MainLoop(console, PALETTE, screen=screen, handle_mouse=False,
+                               event_loop=urwid.AsyncioEventLoop(loop=loop))
+    console.main_loop = main_loop
+    ticker: asyncio.TimerHandle | None = None
+
+    def tick() -> None:
+        nonlocal ticker
+        model.tick()
+        ticker = loop.call_later(TICK_INTERVAL, tick)
+
+    main_loop.start()
+    try:
+        tick()
+        for pane in console.panes:
+            if isinstance(pane, MailQueuePane):
+                console.spawn(pane.reload())
+        return await serve(app, stop=stop, announce_password=console.announce_password)
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+        model.detach()
+        model.on_flush = None
+        console.main_loop = None
+        console.close()
+        main_loop.stop()
+        if queue is not None:
+            await queue[1]()

@@ -1,0 +1,75 @@
+"""`bbs run` on a terminal opens the sysop console; a telnet caller shows on its Nodes pane."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pexpect
+
+from tests.support import REPO, START_TIMEOUT, bbs_command
+
+ROWS, COLS = 30, 120
+
+
+def console(*args: str) -> pexpect.spawn:
+    command = bbs_command(*args)
+    env = {**os.environ, "TERM": "xterm"}
+    return pexpect.spawn(command[0], command[1:], cwd=REPO, env=env, dimensions=(ROWS, COLS),
+                         encoding="utf-8", timeout=START_TIMEOUT)
+
+
+def telnet_port(bbs: pexpect.spawn, root: Path) -> int:
+    """The telnet port once this process has written data/listeners.json
+    (reading the console's output meanwhile so its terminal never blocks)."""
+    path = root / "data" / "listeners.json"
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data["pid"] == bbs.pid:
+                return next(row["port"] for row in data["listeners"] if row["service"] == "telnet")
+        bbs.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.05)
+        assert bbs.isalive(), "bbs run exited"
+    raise AssertionError("bbs run did not become ready")
+
+
+def test_console_shows_a_caller_and_quitting_stops_the_bbs(instance: Path):
+    bbs = console("run", str(instance))
+    bbs.logfile_read = transcript = io.StringIO()
+    try:
+        bbs.expect("1 Nodes")
+        bbs.expect(r"Password: (\S+)")                     # first start: shown in the console, not logged
+        password = bbs.match.group(1)
+        bbs.expect("press any key")
+        bbs.send(" ")
+        bbs.expect("   1  waiting")
+        caller = pexpect.spawn("telnet", ["127.0.0.1", str(telnet_port(bbs, instance))],
+                               timeout=15, encoding="utf-8")
+        caller.expect("Press a key to hang up")
+        bbs.expect(r"   1  logging on\s+-\s+logging on\s+telnet\s+127\.0\.0\.1")
+        caller.sendline("x")
+        caller.expect("Connection closed by foreign host")
+        caller.close()
+        bbs.expect(r"   1  waiting ")
+        bbs.send("q")
+        bbs.expect(r"Stop the BBS and quit the console\? \[y/N\]")
+        bbs.send("y")
+        bbs.expect("stopping the BBS")
+        bbs.expect(pexpect.EOF)
+        tail = bbs.before
+        bbs.close()
+        assert bbs.exitstatus == 0, tail
+        assert "BBS stopped (exit status 0)" in tail
+    finally:
+        if bbs.isalive():
+            bbs.terminate(force=True)
+    log = (instance / "data" / "logs" / "bbs.log").read_text()
+    assert "Node 1 telnet connection accepted from 127.0.0.1" in log and "BBS stopped" in log
+    assert password not in log
+    # Nothing was logged onto the console's screen: log lines went to the file (and the Logs pane).
+    assert "telnet listening" in log and "telnet listening" not in transcript.getvalue()
+    assert not re.search(r"\d\d:\d\d:\d\d (bbs|term)\s+INFO ", transcript.getvalue())
