@@ -74,6 +74,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_scfg(args: argparse.Namespace) -> int:
+    from console.scfg import run_scfg
+
+    root = _home(args)
+    load_config(root)  # a broken configuration is reported as by `config check`, before the menus
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("bbs scfg: the configuration menus need a terminal", file=sys.stderr)
+        return EXIT_FAIL
+    return asyncio.run(run_scfg(root))
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     root = _home(args)
     config = load_config(root)
@@ -182,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = with_dir(sub.add_parser("run", help="start every enabled server"))
     run.add_argument("--headless", action="store_true", help="no console even on a terminal")
     run.set_defaults(func=cmd_run)
+    with_dir(sub.add_parser("scfg", help="SCFG-style configuration menus (no servers started)")
+             ).set_defaults(func=cmd_scfg)
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     with_dir(config_sub.add_parser("check", help="validate ctrl/ without starting")).set_defaults(func=cmd_config_check)

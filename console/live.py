@@ -21,7 +21,8 @@ import urwid
 
 from console import actions
 from console.model import ConsoleModel
-from console.panes import BansPane, ClientsPane, LogsPane, MailQueuePane, NodesPane, StatsPane
+from console.scfg import ScfgView
+from console.panes import BansPane, ClientsPane, LogsPane, MailQueuePane, NodesPane, Prompt, StatsPane
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +51,6 @@ PALETTE = [
     ("menu_title", "white,bold", "dark blue"),
     ("value", "light cyan", ""),
 ]
-
-
-class Prompt(urwid.Edit):
-    """The footer's one-line prompt; Enter gives the text, Esc cancels."""
-
-    def __init__(self, caption: str, text: str, done: Callable[[str | None], None]) -> None:
-        super().__init__(("ask", caption), text)
-        self.done = done
-
-    def keypress(self, size, key):
-        if key == "enter":
-            self.done(self.edit_text.strip())
-            return None
-        if key == "esc":
-            self.done(None)
-            return None
-        return super().keypress(size, key)
 
 
 class SysopConsole(urwid.WidgetWrap):
@@ -259,7 +243,8 @@ async def run_console(app: Any, serve: Callable[..., Awaitable[int]], *, screen:
     model = ConsoleModel(nodes=app.nodes.records(), connections=app.listeners.connections,
                          schedule=loop.call_later)
     model.attach(app.bus)
-    console = SysopConsole(app, stop, model=model, read_queue=read_queue)
+    console = SysopConsole(app, stop, model=model, read_queue=read_queue,
+                           extra_panes=[ScfgView(app.instance.root)])
     main_loop = urwid.MainLoop(console, PALETTE, screen=screen, handle_mouse=False,
                                event_loop=urwid.AsyncioEventLoop(loop=loop))
     console.main_loop = main_loop

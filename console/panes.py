@@ -106,6 +106,23 @@ def queue_row(item: Any) -> str:
             f"{clock_text(item.next_try):<8} {'*' if item.in_transit else ' '}  {item.last_error}")
 
 
+class Prompt(urwid.Edit):
+    """The footer's one-line prompt; Enter gives the text, Esc cancels."""
+
+    def __init__(self, caption: str, text: str, done: Callable[[str | None], None]) -> None:
+        super().__init__(("ask", caption), text)
+        self.done = done
+
+    def keypress(self, size, key):
+        if key == "enter":
+            self.done(self.edit_text.strip())
+            return None
+        if key == "esc":
+            self.done(None)
+            return None
+        return super().keypress(size, key)
+
+
 class Row(urwid.Text):
     """A selectable line that remembers what it shows (``key``)."""
 

@@ -73,3 +73,36 @@ def test_console_shows_a_caller_and_quitting_stops_the_bbs(instance: Path):
     # Nothing was logged onto the console's screen: log lines went to the file (and the Logs pane).
     assert "telnet listening" in log and "telnet listening" not in transcript.getvalue()
     assert not re.search(r"\d\d:\d\d:\d\d (bbs|term)\s+INFO ", transcript.getvalue())
+
+
+DOWN, ENTER, BACKSPACE, ESC = "\x1b[B", "\r", "\x7f", "\x1b"
+
+
+def test_scfg_changes_a_setting_through_the_menus(instance: Path):
+    sbbs = instance / "ctrl" / "sbbs.ini"
+    before = sbbs.read_text()
+    scfg = console("scfg", str(instance))
+    try:
+        scfg.expect("Servers ...")
+        scfg.send(DOWN * 2 + ENTER)
+        scfg.expect("Mail Server ...")
+        scfg.send(DOWN * 2 + ENTER)                     # Mail Server
+        scfg.expect("SMTPPort")
+        scfg.send(ENTER)
+        scfg.expect(r"\[Mail\] SMTPPort = ")
+        scfg.send(BACKSPACE + "2525" + ENTER)
+        scfg.expect("saved ctrl/sbbs.ini: SMTPPort = 2525; needs a recycle")
+        scfg.send(ESC)
+        scfg.expect("Terminal Server ...")
+        scfg.send(ESC)
+        scfg.expect("System ...")
+        scfg.send("q")
+        scfg.expect(pexpect.EOF)
+        scfg.close()
+        assert scfg.exitstatus == 0
+    finally:
+        if scfg.isalive():
+            scfg.terminate(force=True)
+    after = sbbs.read_text()
+    assert after == before.replace("SMTPPort = 0", "SMTPPort = 2525")   # one line changed, comments kept
+    assert not (instance / "data" / "listeners.json").exists()          # no server was started

@@ -1,0 +1,313 @@
+"""SCFG-style configuration menus over the instance's ctrl/ and text/ files.
+
+The menu tree is data (:data:`MENU`, message and file areas read from
+msgs.ini / file.ini when opened); :class:`ScfgView` is the screen. Choosing a
+setting prompts for its new value; the edit is checked by the real loaders
+(:mod:`console.cfgfile`) before the file is replaced atomically, keeping the
+sysop's comments, and the status line says whether the change applies now or
+needs a recycle. The same widget is the console's Config pane and, alone,
+``bbs scfg``.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import urwid
+
+from console.cfgfile import (atomic_write, ini_get, ini_set, read_text, sections, validate_ini_edit,
+                             validate_list)
+from console.panes import Prompt, Row
+
+#: What the status line says after a save, by how the change takes effect.
+APPLIES_LIVE = "applies now (the file is re-read on its next use)"
+APPLIES_RECYCLE = "needs a recycle: restart the BBS (bbs run) to apply it"
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One ``key = value`` of an ini file under ``ctrl/``."""
+
+    label: str
+    file: str  # relative to the instance, e.g. "ctrl/sbbs.ini"
+    section: str
+    key: str
+    live: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ListFile:
+    """A one-entry-a-line list (ctrl/*.cfg, text/*.can) edited line by line."""
+
+    label: str
+    file: str
+    live: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Menu:
+    title: str
+    items: Union[tuple, Callable[[Path], tuple]]
+
+    def entries(self, root: Path) -> tuple:
+        return self.items(root) if callable(self.items) else self.items
+
+
+def _fields(file: str, section: str, keys: str, labels: dict[str, str] | None = None) -> tuple[Field, ...]:
+    labels = labels or {}
+    return tuple(Field(labels.get(k, k), file, section, k) for k in keys.split())
+
+
+SBBS, MAIN, MSGS, FILES = "ctrl/sbbs.ini", "ctrl/main.ini", "ctrl/msgs.ini", "ctrl/file.ini"
+_COMMON = "AutoStart Interface MaxClients MaxInactivity ClientReserve ClientNetworks LogLevel Options"
+
+#: List files whose readers re-read them when they change (checked in the servers' code).
+LIVE_LISTS = {"text/ip.can", "text/name.can", "text/email.can", "text/subject.can", "ctrl/relay.cfg",
+              "ctrl/spamblock.cfg", "ctrl/spamblock_exempt.cfg", "ctrl/spambait.cfg",
+              "ctrl/dns_blacklist.cfg", "ctrl/dnsbl_exempt.cfg", "ctrl/domains.cfg"}
+
+
+def _areas(root: Path, path: str, parent: str, child: str, parent_keys: str, child_keys: str,
+           word: str) -> tuple:
+    """Groups (libraries) with their keys and one sub-menu per sub (dir)."""
+    file = root / path
+    children = sections(file, f"{child}:")
+    menus = []
+    for name in sections(file, f"{parent}:"):
+        group = name.split(":", 1)[1]
+        subs = tuple(Menu(f"{word} {c.split(':', 2)[2]}", _fields(path, c, child_keys))
+                     for c in children if c.split(":")[1].lower() == group.lower())
+        menus.append(Menu(f"{group}", _fields(path, name, parent_keys) + subs))
+    return tuple(menus)
+
+
+def _list_files(root: Path) -> tuple:
+    found = sorted({p for folder, pattern in (("ctrl", "*.cfg"), ("text", "*.can"))
+                    for p in (root / folder).glob(pattern)})
+    return tuple(ListFile(f"{p.parent.name}/{p.name}", f"{p.parent.name}/{p.name}",
+                          f"{p.parent.name}/{p.name}" in LIVE_LISTS) for p in found)
+
+
+MENU = Menu("Configure", (
+    Menu("System", _fields(MAIN, "System", "Name Operator Location QWKID GuestName")
+         + (Menu("New User Values", _fields(MAIN, "NewUser", "Level Flags Password")),)),
+    Menu("Nodes", _fields(MAIN, "Nodes", "FirstNode LastNode")),
+    Menu("Servers", (
+        Menu("Global Settings", _fields(SBBS, "Global", "Hostname Interface BindRetryCount BindRetryDelay "
+                                        "LoginAttemptDelay LoginAttemptThrottle LoginAttemptHackThreshold "
+                                        "LoginAttemptTempBanThreshold LoginAttemptTempBanDuration "
+                                        "LoginAttemptFilterThreshold LoginAttemptFilterDuration "
+                                        "MaxConcurrentConnections LogLevel TLSCertificate TLSPrivateKey "
+                                        "ShutdownGrace")),
+        Menu("Terminal Server", _fields(SBBS, "BBS", "TelnetPort SSHPort RLoginPort MaxLoginInactivity "
+                                        "MaxNewUserInactivity MaxSessionInactivity " + _COMMON)),
+        Menu("Mail Server", _fields(SBBS, "Mail", "SMTPPort SubmissionPort TLSSubmissionPort POP3Port "
+                                    "TLSPOP3Port HostName MaxDeliveryAttempts RescanFrequency MaxRecipients "
+                                    "MaxMsgSize MaxMsgsWaiting ConnectTimeout RelayServer RelayPort "
+                                    "DNSServer DefaultUser DNSBlacklistHeader DNSBlacklistSubject " + _COMMON)),
+        Menu("FTP Server", _fields(SBBS, "FTP", "Port PasvIpAddress PasvIp6Address PasvPortLow PasvPortHigh "
+                                   "IndexFileName QwkTimeout " + _COMMON)),
+        Menu("Services", _fields(SBBS, "Services", _COMMON)),
+    )),
+    Menu("Message Areas", lambda root: _areas(root, MSGS, "grp", "sub", "description ars",
+                                              "name description ars read_ars post_ars newsgroup max_msgs",
+                                              "Sub")),
+    Menu("File Areas", lambda root: _areas(root, FILES, "lib", "dir", "description ars",
+                                           "name description path ars upload_ars download_ars max_files",
+                                           "Dir")),
+    Menu("List Files and Filters", _list_files),
+))
+
+
+def item_row(root: Path, item: Any) -> str:
+    """The text of one menu line (a setting shows its value as written)."""
+    if isinstance(item, Field):
+        value = ini_get(read_text(root / item.file), item.section, item.key)
+        return f"{item.label:<30} {'(default)' if value is None else value}"
+    if isinstance(item, ListFile):
+        lines = [line for line in read_text(root / item.file).splitlines()
+                 if line.strip() and not line.lstrip().startswith(";")]
+        return f"{item.label:<30} {len(lines)} entr{'y' if len(lines) == 1 else 'ies'}"
+    return f"{item.title} ..."
+
+
+class ScfgView(urwid.WidgetWrap):
+    """The menus for instance ``root``; ``on_quit`` runs on Esc at the top
+    (``bbs scfg``), None when embedded in the live console."""
+
+    title = "Config"
+    help = "Enter open/edit  Esc back  (list files: a add  i insert  d delete)"
+
+    def __init__(self, root: Path, on_quit: Callable[[], None] | None = None) -> None:
+        self.root = Path(root)
+        self.on_quit = on_quit
+        self.stack: list[tuple[Any, int]] = []  # (menu or list file, focus) of the screens left
+        self.screen: Any = MENU
+        self.walker = urwid.SimpleFocusListWalker([])
+        self.crumbs = urwid.Text("", wrap="clip")
+        self.status_text = urwid.Text("", wrap="clip")
+        self.status_bar = urwid.AttrMap(self.status_text, "footer")
+        self.frame = urwid.Frame(urwid.ListBox(self.walker), header=urwid.AttrMap(self.crumbs, "menu_title"),
+                                 footer=self.status_bar)
+        self._question: tuple[str, Callable[[], None]] | None = None
+        super().__init__(self.frame)
+        self.show()
+
+    # -- screens -----------------------------------------------------------
+    def show(self, focus: int = 0) -> None:
+        path = " > ".join([s.title if isinstance(s, Menu) else s.label for s, _ in self.stack]
+                          + [self.screen.title if isinstance(self.screen, Menu) else self.screen.label])
+        self.crumbs.set_text(f" {path}")
+        if isinstance(self.screen, ListFile):
+            lines = read_text(self.root / self.screen.file).splitlines()
+            rows = [Row(f"{n:>4}  {line.expandtabs(8)}", n - 1) for n, line in enumerate(lines, 1)]
+            if not rows:
+                rows = [Row("      (empty: a adds an entry)", None)]
+        else:
+            rows = [Row(item_row(self.root, item), item) for item in self.screen.entries(self.root)]
+        self.walker[:] = [urwid.AttrMap(r, None, focus_map="focus") for r in rows]
+        if rows:
+            self.walker.set_focus(min(focus, len(rows) - 1))
+
+    def focused(self) -> Any:
+        if not self.walker:
+            return None
+        widget, index = self.walker.get_focus()
+        return widget.original_widget.key
+
+    def open(self, screen: Any) -> None:
+        self.stack.append((self.screen, self.walker.get_focus()[1] or 0))
+        self.screen = screen
+        self.show()
+        self.status()
+
+    def back(self) -> bool:
+        if not self.stack:
+            return False
+        self.screen, focus = self.stack.pop()
+        self.show(focus)
+        self.status()
+        return True
+
+    def texts(self) -> list[str]:
+        return [w.original_widget.text for w in self.walker]
+
+    # -- footer --------------------------------------------------------------
+    def status(self, text: str | None = None, attr: str = "footer") -> None:
+        self.frame.footer = self.status_bar
+        self.frame.focus_position = "body"
+        self.status_text.set_text((attr, text if text is not None else self.help))
+
+    def ask(self, caption: str, default: str, done: Callable[[str], None]) -> None:
+        def finish(text: str | None) -> None:
+            if text is None:
+                self.status("cancelled")
+            else:
+                done(text)
+        self.frame.footer = urwid.AttrMap(Prompt(caption, default, finish), "footer")
+        self.frame.focus_position = "footer"
+
+    # -- editing -------------------------------------------------------------
+    def edit_field(self, field: Field) -> None:
+        path = self.root / field.file
+        current = ini_get(read_text(path), field.section, field.key)
+
+        def done(value: str) -> None:
+            text = ini_set(read_text(path), field.section, field.key, value)
+            error = validate_ini_edit(self.root, path, text)
+            if error:
+                self.ask(f"[{field.section}] {field.key} = ", value, done)   # let the sysop fix it
+                self.frame.footer = urwid.Pile([urwid.AttrMap(urwid.Text(error), "error_msg"),
+                                                self.frame.footer])
+                self.frame.footer.focus_position = 1
+                return
+            atomic_write(path, text)
+            self.show(self.walker.get_focus()[1] or 0)
+            note = APPLIES_LIVE if field.live else APPLIES_RECYCLE
+            self.status(f"saved {field.file}: {field.key} = {value}; {note}", "ok_msg")
+
+        self.ask(f"[{field.section}] {field.key} = ", current or "", done)
+
+    def edit_list(self, index: int | None, mode: str) -> None:
+        """Edit (``mode`` "edit"), insert after or append, or delete line ``index``."""
+        item: ListFile = self.screen
+        path = self.root / item.file
+        lines = read_text(path).splitlines()
+
+        def save(new: list[str], focus: int) -> None:
+            error = validate_list(path, new)
+            if error:
+                self.status(error, "error_msg")
+                return
+            atomic_write(path, "\n".join(new) + "\n" if new else "")
+            self.show(focus)
+            self.status(f"saved {item.file}; {APPLIES_LIVE if item.live else APPLIES_RECYCLE}", "ok_msg")
+
+        if mode == "delete":
+            if index is None:
+                return
+            self._question = (f"Delete line {index + 1}?", lambda: save(lines[:index] + lines[index + 1:], index))
+            self.status_text.set_text(("ask", f"Delete line {index + 1}: {lines[index][:50]!r}? [y/N]"))
+            return
+        if mode == "edit" and index is not None:
+            self.ask(f"line {index + 1}: ", lines[index],
+                     lambda text: save(lines[:index] + [text] + lines[index + 1:], index))
+            return
+        at = len(lines) if mode == "append" or index is None else index + 1
+        self.ask("new entry: ", "", lambda text: save(lines[:at] + [text] + lines[at:], at))
+
+    # -- keys ----------------------------------------------------------------
+    def keypress(self, size, key):
+        if self._question is not None:
+            _, action = self._question
+            self._question = None
+            if key in ("y", "Y"):
+                action()
+            else:
+                self.status("cancelled")
+            return None
+        key = super().keypress(size, key)
+        if key is None:
+            return None
+        item = self.focused()
+        if isinstance(self.screen, ListFile):
+            actions = {"enter": "edit", "a": "append", "insert": "insert", "i": "insert",
+                       "delete": "delete", "d": "delete"}
+            if key in actions:
+                self.edit_list(item, actions[key])
+                return None
+        elif key in ("enter", "right"):
+            if isinstance(item, Field):
+                self.edit_field(item)
+            elif item is not None:
+                self.open(item)
+            return None
+        if key in ("esc", "left", "backspace"):
+            if not self.back() and self.on_quit is not None:
+                self.on_quit()
+            return None
+        if key in ("q", "Q") and self.on_quit is not None and not self.stack:
+            self.on_quit()
+            return None
+        return key
+
+    def refresh(self, changes: Any) -> None:
+        """(Config pane of the live console: nothing live to show.)"""
+
+
+async def run_scfg(root: Path, screen: Any = None) -> int:
+    """``bbs scfg``: the menus alone on this terminal, no servers started."""
+    from console.live import PALETTE
+
+    done = asyncio.Event()
+    view = ScfgView(root, on_quit=done.set)
+    loop = urwid.MainLoop(view, PALETTE, screen=screen, handle_mouse=False,
+                          event_loop=urwid.AsyncioEventLoop(loop=asyncio.get_running_loop()))
+    loop.start()
+    try:
+        await done.wait()
+    finally:
+        loop.stop()
+    return 0
