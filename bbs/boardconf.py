@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any, Callable
 
 from bbs import units
 from bbs.ars import ALLOW_ALL, Requirement, parse_ars
@@ -167,68 +168,70 @@ def load_system(ini: IniFile) -> SystemConfig:
     return config
 
 
-def load_msgs(ini: IniFile) -> MsgAreas:
-    """msgs.ini -> MsgAreas; raises ConfigError (file:line)."""
-    groups: dict[str, MsgGroup] = {}
-    subs: dict[str, MsgSub] = {}
+def _load_tree(ini: IniFile, parent: tuple[str, str], child: str,
+               make_parent: Callable[[IniSection, str], Any],
+               make_child: Callable[[IniSection, Any, str], Any]) -> tuple[tuple, tuple]:
+    """The two-level shape of msgs.ini and file.ini: ``[grp:NAME]`` /
+    ``[sub:GROUP:CODE]`` or ``[lib:NAME]`` / ``[dir:LIB:CODE]``.
+
+    ``parent`` is (section kind, word for messages); parents must come before
+    their children; codes are unique case-insensitively. Raises ConfigError.
+    """
+    parent_kind, parent_word = parent
+    parents: dict[str, Any] = {}
+    children: dict[str, Any] = {}
     for key, sec in ini.sections.items():
         kind = key.split(":", 1)[0]
-        if kind == "grp":
+        if kind == parent_kind:
             _, name = _split_name(sec, 2)
-            if name.lower() in groups:
-                raise ConfigError(sec.path, sec.line, f"duplicate group {name!r}")
-            groups[name.lower()] = MsgGroup(name, sec.get("description", name), _ars(sec, "ars"), sec.line)
-        elif kind == "sub":
-            _, group, code = _split_name(sec, 3)
-            if group.lower() not in groups:
-                raise ConfigError(sec.path, sec.line, f"sub {code} names unknown group {group!r} "
-                                  "(declare [grp:...] before its subs)")
-            if code.lower() in subs:
-                raise ConfigError(sec.path, sec.line, f"duplicate sub code {code!r} "
-                                  f"(first at line {subs[code.lower()].line})")
-            name = sec.get("name", code)
-            subs[code.lower()] = MsgSub(
-                group=groups[group.lower()].name, code=_code(sec, code), name=name,
-                description=sec.get("description", name), ars=_ars(sec, "ars"),
-                read_ars=_ars(sec, "read_ars"), post_ars=_ars(sec, "post_ars"),
-                newsgroup=sec.get("newsgroup", f"{group}.{code}".lower().replace(" ", "_")),
-                max_msgs=sec.get("max_msgs", 0, lambda t: units.parse_int(t, minimum=0)),
-                line=sec.line)
+            if name.lower() in parents:
+                raise ConfigError(sec.path, sec.line, f"duplicate {parent_word} {name!r}")
+            parents[name.lower()] = make_parent(sec, name)
+        elif kind == child:
+            _, owner, code = _split_name(sec, 3)
+            if owner.lower() not in parents:
+                raise ConfigError(sec.path, sec.line, f"{child} {code} names unknown {parent_word} {owner!r} "
+                                  f"(declare [{parent_kind}:...] before its {child}s)")
+            if code.lower() in children:
+                raise ConfigError(sec.path, sec.line, f"duplicate {child} code {code!r} "
+                                  f"(first at line {children[code.lower()].line})")
+            children[code.lower()] = make_child(sec, parents[owner.lower()], _code(sec, code))
         else:
-            raise ConfigError(sec.path, sec.line, f"unknown section [{sec.name}] (expected [grp:...] or [sub:...])")
-    return MsgAreas(tuple(groups.values()), tuple(subs.values()))
+            raise ConfigError(sec.path, sec.line, f"unknown section [{sec.name}] "
+                              f"(expected [{parent_kind}:...] or [{child}:...])")
+    return tuple(parents.values()), tuple(children.values())
+
+
+def _max(sec: IniSection, key: str) -> int:
+    return sec.get(key, 0, lambda t: units.parse_int(t, minimum=0))
+
+
+def load_msgs(ini: IniFile) -> MsgAreas:
+    """msgs.ini -> MsgAreas; raises ConfigError (file:line)."""
+    def group(sec: IniSection, name: str) -> MsgGroup:
+        return MsgGroup(name, sec.get("description", name), _ars(sec, "ars"), sec.line)
+
+    def sub(sec: IniSection, owner: MsgGroup, code: str) -> MsgSub:
+        name = sec.get("name", code)
+        return MsgSub(group=owner.name, code=code, name=name, description=sec.get("description", name),
+                      ars=_ars(sec, "ars"), read_ars=_ars(sec, "read_ars"), post_ars=_ars(sec, "post_ars"),
+                      newsgroup=sec.get("newsgroup", f"{owner.name}.{code}".lower().replace(" ", "_")),
+                      max_msgs=_max(sec, "max_msgs"), line=sec.line)
+
+    return MsgAreas(*_load_tree(ini, ("grp", "group"), "sub", group, sub))
 
 
 def load_files(ini: IniFile, instance: Path) -> FileAreas:
     """file.ini -> FileAreas; dir paths are relative to the instance directory."""
-    libs: dict[str, FileLib] = {}
-    dirs: dict[str, FileDir] = {}
-    for key, sec in ini.sections.items():
-        kind = key.split(":", 1)[0]
-        if kind == "lib":
-            _, name = _split_name(sec, 2)
-            if name.lower() in libs:
-                raise ConfigError(sec.path, sec.line, f"duplicate library {name!r}")
-            libs[name.lower()] = FileLib(name, sec.get("description", name), _ars(sec, "ars"), sec.line)
-        elif kind == "dir":
-            _, lib, code = _split_name(sec, 3)
-            if lib.lower() not in libs:
-                raise ConfigError(sec.path, sec.line, f"dir {code} names unknown library {lib!r} "
-                                  "(declare [lib:...] before its dirs)")
-            if code.lower() in dirs:
-                raise ConfigError(sec.path, sec.line, f"duplicate dir code {code!r} "
-                                  f"(first at line {dirs[code.lower()].line})")
-            name = sec.get("name", code)
-            code = _code(sec, code)
-            path = _dir_path(sec, instance, sec.get("path", f"files/{lib}/{code}".lower()))
-            dirs[code.lower()] = FileDir(
-                lib=libs[lib.lower()].name, code=code, name=name,
-                description=sec.get("description", name),
-                path=path,
-                ars=_ars(sec, "ars"), upload_ars=_ars(sec, "upload_ars"),
-                download_ars=_ars(sec, "download_ars"),
-                max_files=sec.get("max_files", 0, lambda t: units.parse_int(t, minimum=0)),
-                line=sec.line)
-        else:
-            raise ConfigError(sec.path, sec.line, f"unknown section [{sec.name}] (expected [lib:...] or [dir:...])")
-    return FileAreas(tuple(libs.values()), tuple(dirs.values()))
+    def lib(sec: IniSection, name: str) -> FileLib:
+        return FileLib(name, sec.get("description", name), _ars(sec, "ars"), sec.line)
+
+    def dir_(sec: IniSection, owner: FileLib, code: str) -> FileDir:
+        name = sec.get("name", code)
+        path = _dir_path(sec, instance, sec.get("path", f"files/{owner.name}/{code}".lower()))
+        return FileDir(lib=owner.name, code=code, name=name, description=sec.get("description", name),
+                       path=path, ars=_ars(sec, "ars"), upload_ars=_ars(sec, "upload_ars"),
+                       download_ars=_ars(sec, "download_ars"), max_files=_max(sec, "max_files"),
+                       line=sec.line)
+
+    return FileAreas(*_load_tree(ini, ("lib", "library"), "dir", lib, dir_))

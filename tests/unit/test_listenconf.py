@@ -16,6 +16,7 @@ from bbs.listenconf import TLSMode, parse_address, parse_networks, parse_tls_mod
 def root(tmp_path: Path) -> Path:
     root = tmp_path / "bbs"
     init_instance(root)
+    (root / "ctrl" / "services.ini").unlink()  # these tests are about sbbs.ini; see test_servicesconf.py
     return root
 
 
