@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any, Awaitable, Callable
 
 import urwid
@@ -22,7 +23,7 @@ import urwid
 from console import actions
 from console.model import ConsoleModel
 from console.scfg import ScfgView
-from console.panes import BansPane, ClientsPane, LogsPane, MailQueuePane, NodesPane, Prompt, StatsPane
+from console.panes import BansPane, ClientsPane, LogsPane, MailQueuePane, NodesPane, Prompt, StatsPane, log_row
 
 log = logging.getLogger(__name__)
 
@@ -272,3 +273,10 @@ async def run_console(app: Any, serve: Callable[..., Awaitable[int]], *, screen:
         main_loop.stop()
         if queue is not None:
             await queue[1]()
+        # The screen is the terminal's again: a notice nobody dismissed (the
+        # sysop password of a first start that failed) and what went wrong.
+        if console._notice is not None:
+            print(console._notice, file=sys.stderr)
+        for event in model.logs:
+            if event.level >= logging.ERROR:
+                print(log_row(event), file=sys.stderr)

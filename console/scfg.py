@@ -83,6 +83,13 @@ def _areas(root: Path, path: str, parent: str, child: str, parent_keys: str, chi
     return tuple(menus)
 
 
+def _services(root: Path) -> tuple:
+    """One menu per [Section] of ctrl/services.ini (Finger, ActiveUser, MSP ...)."""
+    return tuple(Menu(name, _fields("ctrl/services.ini", name, "Enabled Port Interface Options Grant Deny "
+                                    "TLS MaxConcurrentConnections"))
+                 for name in sections(root / "ctrl" / "services.ini", ""))
+
+
 def _list_files(root: Path) -> tuple:
     found = sorted({p for folder, pattern in (("ctrl", "*.cfg"), ("text", "*.can"))
                     for p in (root / folder).glob(pattern)})
@@ -109,7 +116,8 @@ MENU = Menu("Configure", (
                                     "DNSServer DefaultUser DNSBlacklistHeader DNSBlacklistSubject " + _COMMON)),
         Menu("FTP Server", _fields(SBBS, "FTP", "Port PasvIpAddress PasvIp6Address PasvPortLow PasvPortHigh "
                                    "IndexFileName QwkTimeout " + _COMMON)),
-        Menu("Services", _fields(SBBS, "Services", _COMMON)),
+        Menu("Services", _fields(SBBS, "Services", _COMMON)
+             + (Menu("Service Sockets (services.ini)", _services),)),
     )),
     Menu("Message Areas", lambda root: _areas(root, MSGS, "grp", "sub", "description ars",
                                               "name description ars read_ars post_ars newsgroup max_msgs",

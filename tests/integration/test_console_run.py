@@ -106,3 +106,25 @@ def test_scfg_changes_a_setting_through_the_menus(instance: Path):
     after = sbbs.read_text()
     assert after == before.replace("SMTPPort = 0", "SMTPPort = 2525")   # one line changed, comments kept
     assert not (instance / "data" / "listeners.json").exists()          # no server was started
+
+
+def test_console_bind_failure_is_shown_after_the_screen_closes(instance: Path):
+    import socket
+
+    from tests.support import set_ini
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    try:
+        set_ini(instance / "ctrl" / "sbbs.ini", "BBS", "TelnetPort", str(port))
+        bbs = console("run", str(instance))
+        bbs.expect(pexpect.EOF)
+        bbs.close()
+    finally:
+        blocker.close()
+    assert bbs.exitstatus == 1
+    assert f"cannot bind telnet port {port} on 127.0.0.1: address already in use" in bbs.before
+    assert "BBS stopped (exit status 1)" in bbs.before
+    assert "Sysop account 'Sysop' created. Password: " in bbs.before   # the notice was never dismissed

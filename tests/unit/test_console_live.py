@@ -252,3 +252,36 @@ def test_palette_has_every_attribute_the_panes_use(ui: SysopConsole):
                 for layer in getattr(attr, "layers", (attr,)):
                     assert layer is None or layer in names, layer
     assert isinstance(ui.panes[2], LogsPane)
+
+
+def test_mail_queue_pane_reads_the_outbound_queue(app: App, timers: Timers):
+    from bbs.events import MailQueued
+    from bbs.mailbox import MailStore
+    from console.live import mail_queue_reader
+    from tests.support import run_async
+
+    async def scenario() -> list[str]:
+        read, close = mail_queue_reader(app)
+        assert await read() == []                                   # no mail.db yet: an empty queue
+        store = MailStore(app.instance.data / "mail.db")
+        qid = await store.enqueue("sysop@bbs.test", ["ann@example.org"], b"Subject: hi\r\n\r\nhello\r\n")
+        await store.claim(qid)
+        await store.retry_later(qid, "451 try later", 0.0)
+        model = ConsoleModel(nodes=app.nodes.records(), connections={}, schedule=timers)
+        model.attach(app.bus)
+        ui = SysopConsole(app, asyncio.Event(), model=model, read_queue=read)
+        pane = ui.panes[-1]
+        assert pane.title == "Mail" and pane.texts() == []
+        app.bus.publish(MailQueued(message_id=str(qid), sender="sysop@bbs.test", recipients=("ann@example.org",)))
+        timers.fire()                                               # the batch re-reads the queue
+        await asyncio.gather(*ui._tasks)
+        press(ui, SIZE, str(len(ui.panes)))
+        shown = render_text(ui, SIZE)
+        await store.close()
+        await close()
+        return pane.texts() + shown
+
+    rows = run_async(scenario())
+    assert "sysop@bbs.test" in rows[0] and "ann@example.org" in rows[0] and "451 try later" in rows[0]
+    assert rows[0].split()[3] == "1"                                # one attempt so far
+    assert any("(1 queued)" in line for line in rows[1:])

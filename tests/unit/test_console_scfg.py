@@ -134,3 +134,14 @@ def test_list_file_editor_adds_edits_and_deletes(root: Path):
     assert ip_can.read_text().splitlines()[-1] == "203.0.113.0/25"
     press(view, SIZE, "d", "y")
     assert ip_can.read_text().splitlines() == before               # the comments stayed throughout
+
+
+def test_service_sockets_from_services_ini(root: Path):
+    view = ScfgView(root)
+    press(view, SIZE, "down", "down", "enter", *["down"] * 4, "enter")   # Servers > Services
+    assert view.texts()[-1] == "Service Sockets (services.ini) ..."
+    press(view, SIZE, "end", "enter")
+    assert view.texts()[:2] == ["Finger ...", "ActiveUser ..."]
+    press(view, SIZE, "enter", "down", "enter", *["backspace"] * 4, *"2080", "enter")
+    text = (root / "ctrl" / "services.ini").read_text()
+    assert "[Finger]\n; RFC 1288" in text and ini_get(text, "Finger", "Port") == "2080"
