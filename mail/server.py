@@ -114,7 +114,8 @@ def create(app: Any):
     unsubscribe = logons.attach(app.bus)
     smtp = SMTPService(app, store, secrets, logons)
     if not (_DEBUG_SMTP & cfg.common.options):
-        logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd: every line at INFO, deprecation noise at WARNING
+        # aiosmtpd logs every command line at INFO and deprecation noise at WARNING.
+        logging.getLogger("mail.log").setLevel(logging.ERROR)
     pop3 = POP3Service(app=app, store=store, secrets=secrets, hostname=cfg.hostname,
                        options=cfg.common.options, inactivity=cfg.common.max_inactivity,
                        tls_context=smtp.tls_context())

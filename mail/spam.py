@@ -187,13 +187,6 @@ class SpamGuard:
         """Remember a spam message body hash (``DNSBL_SPAMHASH``) in data/spam.hash."""
         await asyncio.to_thread(_append, self.spam_hash, digest + "\n")
 
-    def known_hash(self, digest: str) -> bool:
-        try:
-            with open(self.spam_hash, encoding="ascii", errors="replace") as fh:
-                return any(line.strip() == digest for line in fh)
-        except FileNotFoundError:
-            return False
-
 
 def _append(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
