@@ -58,19 +58,19 @@ def clock_text(when: float) -> str:
 NODE_STATUS = {NodeStatus.WAITING: "waiting", NodeStatus.LOGON: "logging on",
                NodeStatus.NEWUSER: "new user", NodeStatus.INUSE: "in use", NodeStatus.OFFLINE: "offline"}
 
-NODE_HEADER = f"{'Node':>4}  {'Status':<24} {'User':<16} {'Activity':<18} {'Conn':<7} {'Address':<22} {'Time on':>8}"
+NODE_HEADER = f"{'Node':>4}  {'Status':<22} {'User':<14} {'Activity':<16} {'Conn':<7} {'Address':<18} {'Time on':>8}"
 
 
 def node_row(record: Any, now: float) -> str:
     """One line of the Nodes pane for a NodeRecord."""
     status = NODE_STATUS[record.status]
     if record.locked:
-        status += " [locked]"
+        status += " [lock]"
     if record.down_after:
         status += " [down]"
     on = duration_text(now - record.since) if record.since else ""
-    return (f"{record.number:>4}  {status:<24.24} {record.user or '-':<16.16} {record.activity:<18.18} "
-            f"{record.connection:<7.7} {record.address:<22.22} {on:>8}")
+    return (f"{record.number:>4}  {status:<22.22} {record.user or '-':<14.14} {record.activity:<16.16} "
+            f"{record.connection:<7.7} {record.address:<18.18} {on:>8}")
 
 
 CLIENT_HEADER = f"{'#':>5}  {'Protocol':<10} {'Address':<28} {'User':<16} {'Node':>4}  {'TLS':<3}  {'Since':<8}"

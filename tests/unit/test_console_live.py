@@ -123,7 +123,7 @@ def test_nodes_pane_shows_a_caller_and_the_node_row_changes(app: App, ui: SysopC
 
 def test_node_row_marks_locked_and_down(app: App):
     record = app.nodes.update(2, locked=True, down_after=True)
-    assert node_row(record, 0).startswith("   2  waiting [locked] [down]  -")
+    assert node_row(record, 0).startswith("   2  waiting [lock] [down]  -")
     app.nodes.update(3, status=NodeStatus.INUSE, user="Zaphod", since=1000.0)
     assert node_row(app.nodes.get(3), 1000.0 + 3725).endswith(" 1:02:05")
 
@@ -144,7 +144,7 @@ def test_kick_lock_and_down_from_the_nodes_pane(app: App, ui: SysopConsole, time
     press(ui, SIZE, "up", "d")
     assert app.nodes.get(1).down_after                          # in use: goes down after logoff
     timers.fire()
-    assert "[locked]" in screen(ui) and "offline" in screen(ui)
+    assert "[lock]" in screen(ui) and "offline" in screen(ui)
 
 
 def test_clients_pane_closes_and_filters_an_address(app: App, ui: SysopConsole, timers: Timers):
