@@ -46,7 +46,6 @@ import dataclasses
 import email.header
 import email.parser
 import email.policy
-import email.utils
 import json
 import logging
 import sqlite3

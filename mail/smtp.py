@@ -28,7 +28,6 @@ import email.parser
 import email.policy
 import email.utils
 import hashlib
-import hmac
 import logging
 import re
 import secrets
@@ -425,7 +424,3 @@ def _tag_subject(raw: bytes, tag: str, subject: str) -> bytes:
         return raw[:match.start()] + b"Subject: " + tagged + raw[match.end():]
     return b"Subject: " + tagged + b"\r\n" + raw
 
-
-def cram_digest(secret: str, challenge: bytes) -> str:
-    """RFC 2195 response digest: hex HMAC-MD5 of ``challenge`` keyed by ``secret``."""
-    return hmac.new(secret.encode("utf-8"), challenge, hashlib.md5).hexdigest()
