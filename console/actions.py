@@ -94,3 +94,17 @@ def lift_ban(app, address: str) -> str:
     if not app.login.lift(address):
         raise ActionError(f"{address} has no active temporary ban")
     return f"temporary ban of {address} lifted"
+
+
+async def send_telegram(app, number: int, text: str) -> str:
+    """Send a telegram from the sysop to the user on node ``number``
+    (stored until read, shown on the user's node by the terminal server)."""
+    record = app.nodes.get(number)
+    if not record.user_number:
+        raise ActionError(f"node {number} has no user logged on")
+    try:
+        await app.telegrams.send(record.user_number, record.user, app.config.system.operator, text)
+    except BBSError as exc:
+        raise ActionError(f"telegram not sent: {exc}") from None
+    log.info("sysop sent a telegram to %s on node %d", record.user, number)
+    return f"telegram sent to {record.user} on node {number}"

@@ -138,6 +138,22 @@ class SysopConsole(urwid.WidgetWrap):
         else:
             self.status(message, "ok_msg")
 
+    def run_later(self, action: Awaitable[str]) -> str:
+        """Start an async sysop action; its outcome replaces the status line."""
+        async def go() -> None:
+            try:
+                message = await action
+            except actions.ActionError as exc:
+                self.status(str(exc), "error_msg")
+            except Exception as exc:
+                log.exception("console action failed")
+                self.status(f"failed: {exc}", "error_msg")
+            else:
+                self.status(message, "ok_msg")
+            self.draw()
+        self.spawn(go())
+        return "working ..."
+
     def confirm(self, question: str, action: Callable[[], str]) -> None:
         """Ask ``question`` [y/N]; run ``action`` on y."""
         self._question = (question, action)

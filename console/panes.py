@@ -169,7 +169,7 @@ class Pane(urwid.WidgetWrap):
 
 class NodesPane(Pane):
     title = "Nodes"
-    help = "k kick  l lock/unlock  d down after logoff (or offline/up)"
+    help = "k kick  l lock/unlock  d down after logoff (or offline/up)  t telegram"
 
     def __init__(self, ui: Any, records: Iterable[Any], clock: Callable[[], float] = time.time) -> None:
         super().__init__(ui, NODE_HEADER)
@@ -211,6 +211,13 @@ class NodesPane(Pane):
             self.ui.run(lambda: actions.toggle_lock(app, number))
         elif key == "d":
             self.ui.run(lambda: actions.toggle_down(app, number))
+        elif key == "t" and hasattr(app, "telegrams"):
+            record = self.records[number]
+            if not record.user_number:
+                self.ui.status(f"node {number} has no user logged on", "error_msg")
+            else:
+                self.ui.ask(f"Telegram to {record.user}: ", "",
+                            lambda text: self.ui.run_later(actions.send_telegram(app, number, text)))
         else:
             return key
         return None

@@ -285,3 +285,34 @@ def test_mail_queue_pane_reads_the_outbound_queue(app: App, timers: Timers):
     assert "sysop@bbs.test" in rows[0] and "ann@example.org" in rows[0] and "451 try later" in rows[0]
     assert rows[0].split()[3] == "1"                                # one attempt so far
     assert any("(1 queued)" in line for line in rows[1:])
+
+
+def test_telegram_to_the_user_on_a_node(app: App, timers: Timers):
+    from bbs.events import TelegramSent
+    from tests.support import run_async
+
+    sent: list[TelegramSent] = []
+    app.bus.subscribe(sent.append, TelegramSent)
+
+    async def scenario() -> tuple[str, str]:
+        await app.telegram_db.open()
+        try:
+            model = ConsoleModel(nodes=app.nodes.records(), connections={}, schedule=timers)
+            model.attach(app.bus)
+            ui = SysopConsole(app, asyncio.Event(), model=model)
+            press(ui, SIZE, "t")
+            refused = screen(ui)
+            app.nodes.allocate("telnet", "192.0.2.7", conn_id=1)
+            app.nodes.update(1, status=NodeStatus.INUSE, user="Zaphod", user_number=2)
+            timers.fire()
+            press(ui, SIZE, "t", *"Dinner is ready", "enter")
+            await asyncio.gather(*ui._tasks)
+            unread = await app.telegrams.unread(2)
+            assert [t.text for t in unread] == ["Dinner is ready"] and unread[0].sender == "Sysop"
+            return refused, screen(ui)
+        finally:
+            await app.telegram_db.close()
+
+    refused, done = run_async(scenario())
+    assert "node 1 has no user logged on" in refused
+    assert "telegram sent to Zaphod on node 1" in done and sent[0].text == "Dinner is ready"
