@@ -162,6 +162,18 @@ class MailConfig:
     #: Ours: offer SMTP AUTH on the clear SMTP/Submission ports before
     #: STARTTLS (off: AUTH only over TLS).
     auth_without_tls: bool = False
+    #: Ours (Synchronet sends one message at a time): SMTP sessions SendMail
+    #: may run at once, over all destinations.
+    max_concurrent_deliveries: int = 10
+    #: Ours: politeness, sessions at once to one destination domain (or to
+    #: the RelayServer with RELAY_TX).
+    max_deliveries_per_domain: int = 2
+    #: Ours: TCP port of direct (MX) delivery; 25 on the Internet. Other
+    #: values are for tests and smart set-ups (a local filter on another port).
+    delivery_port: int = 25
+    #: Ours: wait before the first retry of a deferred message; it doubles
+    #: for each further attempt, never beyond RescanFrequency.
+    retry_delay: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +188,11 @@ class FTPConfig:
     pasv_port_high: int
     index_file_name: str
     qwk_timeout: float
+    #: The BBS's public host name; LOOKUP_PASV_IP resolves it for 227 replies.
+    hostname: str = "localhost"
+    #: Smallest and largest upload accepted, in bytes (0: no limit).
+    min_file_size: int = 0
+    max_file_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +225,10 @@ def _ms_duration(text: str) -> float:
 
 def _count(text: str) -> int:
     return units.parse_int(text, minimum=0)
+
+
+def _positive(text: str) -> int:
+    return units.parse_int(text, minimum=1)
 
 
 def _load_global(ini: IniFile, instance: Path) -> GlobalConfig:
@@ -311,6 +332,10 @@ def _load_mail(ini: IniFile, glob: GlobalConfig) -> MailConfig:
         forward_notice=sec.get("ForwardNotice", "and it was forwarded to: %s\r\n"),
         allow_cram_md5=sec.get("AllowCramMD5", False, units.parse_bool),
         auth_without_tls=sec.get("AuthWithoutTLS", False, units.parse_bool),
+        max_concurrent_deliveries=sec.get("MaxConcurrentDeliveries", 10, _positive),
+        max_deliveries_per_domain=sec.get("MaxDeliveriesPerDomain", 2, _positive),
+        delivery_port=sec.get("DeliveryPort", 25, units.parse_port),
+        retry_delay=sec.get("RetryDelay", 300.0, _nonneg_duration),
     )
 
 
@@ -326,7 +351,17 @@ def _load_ftp(ini: IniFile, glob: GlobalConfig) -> FTPConfig:
         pasv_port_high=sec.get("PasvPortHigh", 65535, units.parse_port),
         index_file_name=sec.get("IndexFileName", "00index"),
         qwk_timeout=sec.get("QwkTimeout", 600.0, _nonneg_duration),
+        hostname=sec.get("Hostname", glob.hostname),
+        min_file_size=sec.get("MinFileSize", 0, units.parse_size),
+        max_file_size=sec.get("MaxFileSize", 0, units.parse_size),
     )
+    for key, value, version in (("PasvIpAddress", config.pasv_ip_address, 4),
+                                ("PasvIp6Address", config.pasv_ip6_address, 6)):
+        try:
+            if value and ipaddress.ip_address(value).version != version:
+                raise ValueError
+        except ValueError:
+            raise sec.error(key, f"{key}: {value!r} is not an IPv{version} address") from None
     if config.pasv_port_low > config.pasv_port_high:
         raise sec.error("PasvPortHigh", f"PasvPortHigh {config.pasv_port_high} is below "
                         f"PasvPortLow {config.pasv_port_low}")
