@@ -1,0 +1,274 @@
+"""The FTP data connection: passive listeners, active connects, TLS, transfers.
+
+Used by :mod:`ftp.session`. A data connection is a connected socket (from
+:class:`PassiveListener.accept` or :func:`connect_active`) wrapped by
+:meth:`DataStream.open`, TLS (server side, RFC 4217 section 9) when the
+client asked for ``PROT P``. Files go out with ``loop.sendfile`` (the kernel's
+sendfile on plain TCP; asyncio falls back to read/write in a worker thread
+under TLS); uploads are read from the socket on the loop and written to disk
+in a worker thread, so a slow disk never blocks other sessions.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import random
+import socket
+import ssl
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+#: Seconds the client has to connect to a passive port, or we to its PORT
+#: (vsftpd's accept_timeout and connect_timeout are 60 s).
+DATA_CONNECT_TIMEOUT = 60.0
+#: Seconds a data-channel TLS handshake may take (as the control listeners).
+TLS_HANDSHAKE_TIMEOUT = 30.0
+#: Bytes read from the data socket per read; uploads are written to disk in
+#: batches of :data:`WRITE_BATCH` by a worker thread.
+READ_CHUNK = 256 * 1024
+WRITE_BATCH = 1024 * 1024
+#: Ports tried when binding a passive socket in a PasvPortLow..High range.
+MAX_PASV_TRIES = 100
+#: The whole unprivileged range: let the kernel pick (cheaper than probing).
+FULL_RANGE = (1024, 65535)
+
+
+class DataError(Exception):
+    """A data connection could not be made; ``str()`` is for the log."""
+
+
+class PassiveListener:
+    """A listening socket for one passive data connection (PASV/EPSV)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
+
+    @classmethod
+    def open(cls, address: str, low: int, high: int) -> "PassiveListener":
+        """Listen on ``address`` at a free port in ``low..high`` (PasvPortLow,
+        PasvPortHigh). Raises DataError when no port is free."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        if (low, high) == FULL_RANGE or low == 0:
+            candidates = [0]
+        else:
+            span = high - low + 1
+            start = random.randrange(span)
+            candidates = [low + (start + i) % span for i in range(min(span, MAX_PASV_TRIES))]
+        last: OSError | None = None
+        for port in candidates:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.bind((address, port))
+                sock.listen(1)
+                sock.setblocking(False)
+                return cls(sock)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                if exc.errno != errno.EADDRINUSE:
+                    break
+        raise DataError(f"no free passive port in {low}-{high} on {address}: {last}")
+
+    async def accept(self, peer: str, timeout: float = DATA_CONNECT_TIMEOUT) -> socket.socket:
+        """Wait for the data connection from ``peer`` (the control connection's
+        address); connections from other addresses are closed (PASV port
+        theft, RFC 2577 section 3). Raises DataError on time-out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise DataError("no data connection arrived")
+            try:
+                sock, addr = await asyncio.wait_for(loop.sock_accept(self.sock), remaining)
+            except asyncio.TimeoutError:
+                raise DataError("no data connection arrived") from None
+            if normalize(addr[0]) == normalize(peer):
+                return sock
+            log.warning("FTP data connection to passive port %d from %s refused (control is %s)",
+                        self.port, addr[0], peer)
+            sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def normalize(address: str) -> str:
+    """IPv4-mapped IPv6 -> IPv4, scope dropped (as bbs.listeners does)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+async def connect_active(address: str, port: int, local: str,
+                         timeout: float = DATA_CONNECT_TIMEOUT) -> socket.socket:
+    """Connect to the client's PORT/EPRT ``address:port`` from the control
+    connection's local address. Raises DataError."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if (":" in local) == (":" in address):
+            sock.bind((local, 0))
+        await asyncio.wait_for(loop.sock_connect(sock, (address, port)), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        sock.close()
+        raise DataError(f"cannot connect to {address} port {port}: {exc or 'timed out'}") from None
+    return sock
+
+
+class _DataProtocol(asyncio.Protocol):
+    """Buffers what the client sends (with flow control) and tracks the end.
+
+    Unlike a StreamReader it remembers a clean end of data (FIN, or TLS
+    close_notify) separately from a later error: TLS clients close the
+    socket right after their close_notify, so our own close_notify fails
+    with EPIPE although the upload was complete."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.eof = False
+        self.lost = False
+        self.error: BaseException | None = None
+        self.paused = False
+        self._wake = asyncio.Event()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered >= READ_CHUNK and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake.set()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.error = exc
+        self._wake.set()
+        self._can_write.set()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    async def read(self) -> bytes:
+        """What has arrived (waiting for some); b"" at a clean end of data.
+        Raises ConnectionError when the connection broke before the end."""
+        while not self.chunks:
+            if self.eof or (self.lost and self.error is None):
+                return b""
+            if self.lost:
+                raise ConnectionError(f"data connection lost: {self.error}")
+            self._wake.clear()
+            await self._wake.wait()
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        if self.paused and not self.lost and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def drain(self) -> None:
+        await self._can_write.wait()
+        if self.lost:
+            raise ConnectionError(f"data connection lost: {self.error}")
+
+
+class DataStream:
+    """A connected data channel (plain or TLS) with transfer helpers."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _DataProtocol) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.bytes = 0
+
+    @classmethod
+    async def open(cls, sock: socket.socket, tls: ssl.SSLContext | None) -> "DataStream":
+        """Wrap a connected socket; TLS handshake (server side) when ``tls``.
+
+        Raises DataError when that fails (the socket is closed)."""
+        loop = asyncio.get_running_loop()
+        protocol = _DataProtocol()
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock=sock, ssl=tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls is not None else None)
+        except (OSError, ssl.SSLError, ConnectionError, asyncio.TimeoutError) as exc:
+            sock.close()
+            raise DataError(f"data connection failed{' (TLS)' if tls else ''}: {exc}") from None
+        return cls(transport, protocol)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send ``data`` (a listing, the index file)."""
+        self.transport.write(data)
+        await self.protocol.drain()
+        self.bytes += len(data)
+
+    async def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset`` (RETR after REST)."""
+        if count <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        sent = await loop.sendfile(self.transport, file, offset, count)
+        self.bytes += sent
+        if sent != count:
+            raise ConnectionError(f"sent {sent} of {count} bytes")
+
+    async def receive_to(self, file: BinaryIO, limit: int = 0) -> None:
+        """Copy everything the client sends into ``file`` until end of data.
+
+        ``limit`` > 0 stops at that many bytes (MaxFileSize) with OverflowError.
+        """
+        batch = bytearray()
+        while True:
+            chunk = await self.protocol.read()
+            if not chunk:
+                break
+            batch += chunk
+            self.bytes += len(chunk)
+            if limit and self.bytes > limit:
+                raise OverflowError(f"upload exceeds {limit} bytes")
+            if len(batch) >= WRITE_BATCH:
+                data, batch = bytes(batch), bytearray()
+                await asyncio.to_thread(file.write, data)
+        if batch:
+            await asyncio.to_thread(file.write, bytes(batch))
+
+    async def close(self) -> None:
+        """Close gracefully (TLS close_notify, then FIN), never raising."""
+        try:
+            self.transport.close()
+            await asyncio.wait_for(asyncio.shield(self.protocol.closed), 5.0)
+        except (OSError, ssl.SSLError, ConnectionError, asyncio.TimeoutError):
+            self.transport.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once (ABOR)."""
+        self.transport.abort()

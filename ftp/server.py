@@ -1,0 +1,149 @@
+"""The FTP Server: wires FTP/FTPS sessions over the BBS file libraries to the App.
+
+:func:`create` is called by the composition root (:mod:`bbs.runner`) after
+``App.open`` and returns the :class:`~bbs.runner.ServerParts` for the
+``ftp`` service (every ``[Listener:*]`` with ``Service = ftp``, implicit TLS
+included). The file base (``data/file.db``) opens on first use and closes in
+``stop``. Sessions are :class:`ftp.session.Session`; what they share is an
+:class:`FTPService`.
+
+``[FTP]`` keys used (Synchronet's names): ``MaxInactivity`` (control
+connection idle limit), ``PasvIpAddress`` (advertised in 227 instead of the
+local address, for NAT), ``PasvPortLow``/``PasvPortHigh``, ``Hostname``
+(looked up with dnspython for ``LOOKUP_PASV_IP``), ``IndexFileName``,
+``MinFileSize``/``MaxFileSize``, and the options ``ALLOW_BOUNCE``,
+``DEBUG_DATA``, ``DEBUG_RX``, ``DEBUG_TX``, ``DIR_FILES``, ``INDEX_FILE``
+and ``LOOKUP_PASV_IP``. ``PasvIp6Address`` is read for compatibility; EPSV
+replies (RFC 2428) carry no address, so it changes nothing here.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from typing import Any
+
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+
+from bbs.errors import BBSError, Reason
+from bbs.filebase import FileBase
+from bbs.listeners import ServiceHandler
+from ftp.vfs import VFS
+
+log = logging.getLogger(__name__)
+
+#: Seconds a LOOKUP_PASV_IP answer is reused at most (and at least, below),
+#: whatever the record's TTL says: one look-up per PASV would be wasteful.
+PASV_LOOKUP_MAX_TTL = 300.0
+PASV_LOOKUP_MIN_TTL = 30.0
+#: Seconds a LOOKUP_PASV_IP query may take before the configured address is used.
+PASV_LOOKUP_TIMEOUT = 5.0
+
+
+def reply_for(exc: BBSError) -> tuple[int, str]:
+    """The FTP reply (RFC 959 section 4.2) for a core error; the one place."""
+    return {
+        Reason.NOT_FOUND: (550, "No such file or directory."),
+        Reason.BAD_NAME: (553, "File name not allowed."),
+        Reason.ACCESS_DENIED: (550, "Permission denied."),
+        Reason.EXISTS: (553, "File exists."),
+        Reason.LIMIT: (552, "Exceeded storage allocation."),
+        Reason.AUTH_FAILED: (530, "Login incorrect."),
+        Reason.BAD_VALUE: (501, "Invalid argument."),
+    }.get(exc.reason, (451, "Local error in processing; try again later."))
+
+
+class PasvLookup:
+    """LOOKUP_PASV_IP: the IPv4 address of ``hostname`` (the BBS's public
+    name), resolved with dnspython and cached for the record's TTL."""
+
+    def __init__(self, hostname: str, resolver: dns.asyncresolver.Resolver | None = None) -> None:
+        self.hostname = hostname
+        self.resolver = resolver
+        self._cached: tuple[str, float] | None = None
+
+    async def address(self) -> str | None:
+        """The address, or None when the name does not resolve (logged)."""
+        try:
+            return str(ipaddress.IPv4Address(self.hostname))
+        except ValueError:
+            pass
+        now = time.monotonic()
+        if self._cached and self._cached[1] > now:
+            return self._cached[0]
+        if self.resolver is None:
+            self.resolver = dns.asyncresolver.Resolver()
+        try:
+            answer = await self.resolver.resolve(self.hostname, "A", lifetime=PASV_LOOKUP_TIMEOUT)
+        except (dns.exception.DNSException, OSError) as exc:
+            log.warning("FTP LOOKUP_PASV_IP: %s does not resolve (%s); using the configured address",
+                        self.hostname, exc.__class__.__name__)
+            return None
+        address = str(answer[0])
+        ttl = min(max(float(answer.rrset.ttl), PASV_LOOKUP_MIN_TTL), PASV_LOOKUP_MAX_TTL)
+        self._cached = (address, now + ttl)
+        return address
+
+
+class FTPService:
+    """What every FTP session shares; :meth:`handle` is the stream handler."""
+
+    def __init__(self, app: Any, *, resolver: dns.asyncresolver.Resolver | None = None) -> None:
+        cfg = app.config.server.ftp
+        self.app = app
+        self.cfg = cfg
+        self.options = cfg.common.options
+        self.files = FileBase(app.instance.data / "file.db")
+        self.vfs = VFS(app.config.files, self.files, dir_files="DIR_FILES" in self.options,
+                       index_name=cfg.index_file_name if "INDEX_FILE" in self.options else "")
+        self.inactivity = cfg.common.max_inactivity
+        self.lookup = PasvLookup(cfg.hostname, resolver) if "LOOKUP_PASV_IP" in self.options else None
+        self.sessions: set[Any] = set()
+        self._open_lock = asyncio.Lock()
+
+    async def ready(self) -> None:
+        """Open the file base on first use."""
+        if not self.files.is_open:
+            async with self._open_lock:
+                await self.files.open()
+
+    def tls_context(self):
+        return self.app.tls_context()
+
+    async def pasv_address(self, local: str) -> str:
+        """The IPv4 address a 227 reply advertises: the looked-up Hostname
+        (LOOKUP_PASV_IP), else PasvIpAddress, else the control connection's
+        local address (the FAQ's "FTP NAT" answer)."""
+        if self.lookup is not None:
+            found = await self.lookup.address()
+            if found:
+                return found
+        return self.cfg.pasv_ip_address or local
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: Any) -> None:
+        """Serve one control connection until QUIT, time-out or disconnect."""
+        from ftp.session import Session
+
+        await self.ready()
+        session = Session(self, reader, writer, conn)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+
+    async def stop(self) -> None:
+        """Called by the composition root after the sessions have drained."""
+        if self.files.is_open:
+            await self.files.close()
+
+
+def create(app: Any) -> Any:
+    """The FTP server's parts for :mod:`bbs.runner`."""
+    from bbs.runner import ServerParts
+
+    service = FTPService(app)
+    return ServerParts(handlers={"ftp": ServiceHandler(stream=service.handle)}, stop=service.stop)
