@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -275,7 +276,9 @@ class Sink:
         if self.require_auth:
             kwargs = dict(auth_required=True, auth_require_tls=False,
                           authenticator=authenticator(self.handler))
-        protocol = SMTP(self.handler, hostname="sink.test", tls_context=context, timeout=30, **kwargs)
+        with warnings.catch_warnings():  # "AUTH without TLS": wanted here, on loopback
+            warnings.simplefilter("ignore", UserWarning)
+            protocol = SMTP(self.handler, hostname="sink.test", tls_context=context, timeout=30, **kwargs)
         self.protocols.append(protocol)
         return protocol
 
