@@ -36,6 +36,10 @@ DATA_INIT_TIMEOUT = 120.0  # 4.5.3.2.4 DATA -> 354
 DATA_BLOCK_TIMEOUT = 180.0  # 4.5.3.2.5 each write of the content
 DATA_END_TIMEOUT = 600.0   # 4.5.3.2.6 "." -> 250
 
+#: Replies that end SMTP-AUTH successfully: 235 (RFC 4954 6); 250 from
+#: servers that accept any AUTH at once (Postfix's smtp-sink does).
+AUTH_DONE = (235, 250)
+
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -]?)(.*)$")
 
 
@@ -300,16 +304,20 @@ class SMTPClient:
         Credentials never appear in errors or logs."""
         mechanism = mechanism.upper()
         if mechanism == "PLAIN":
-            return await self.command(f"AUTH PLAIN {auth_plain(username, password)}", 235,
+            return await self.command(f"AUTH PLAIN {auth_plain(username, password)}", AUTH_DONE,
                                       shown="AUTH PLAIN")
         if mechanism == "LOGIN":
-            await self.command("AUTH LOGIN", 334)
+            first = await self.command("AUTH LOGIN", (334, *AUTH_DONE))
+            if first.code != 334:
+                return first
             await self.command(auth_login(username), 334, shown="AUTH LOGIN (user name)")
-            return await self.command(auth_login(password), 235, shown="AUTH LOGIN (password)")
+            return await self.command(auth_login(password), AUTH_DONE, shown="AUTH LOGIN (password)")
         if mechanism == "CRAM-MD5":
-            challenge = await self.command("AUTH CRAM-MD5", 334)
+            challenge = await self.command("AUTH CRAM-MD5", (334, *AUTH_DONE))
+            if challenge.code != 334:
+                return challenge
             answer = cram_md5_response(username, password, challenge.lines[0] if challenge.lines else "")
-            return await self.command(answer, 235, shown="AUTH CRAM-MD5 (response)")
+            return await self.command(answer, AUTH_DONE, shown="AUTH CRAM-MD5 (response)")
         raise ValueError(f"unknown AUTH mechanism {mechanism}")
 
     async def mail_from(self, sender: str, size: int, eight_bit: bool) -> Reply:
