@@ -19,6 +19,7 @@ from bbs.filters import FilterSet
 from bbs.instance import Config
 from bbs.listeners import ListenerManager
 from bbs.loginattempts import LoginAttemptTracker
+from bbs.mailbox import MailStore
 from bbs.nodetable import NodeTable
 from bbs.telegrams import TELEGRAM_MIGRATIONS, TelegramStore
 from bbs.tlscert import ensure_certificate, server_context
@@ -51,7 +52,11 @@ class App:
             hack_log=self.instance.logs / "hack.log",
             on_event=lambda kind, info: self.bus.publish(SecurityEvent(kind, info)))
         self.db = Database(self.instance.data / "user.db", USER_MIGRATIONS, name="user")
-        self.users = UserBase(self.db, name_filter=self.name_filtered)
+        # CRAM-MD5 and APOP need the cleartext: kept only when [Mail] AllowCramMD5 is on.
+        self._keep_cleartext = config.server.mail.allow_cram_md5
+        self.users = UserBase(self.db, name_filter=self.name_filtered, keep_cleartext=self._keep_cleartext)
+        #: Mailboxes and the outbound queue, shared by SMTP, POP3, SendMail and the nodes.
+        self.mail = MailStore(self.instance.data / "mail.db")
         self.telegram_db = Database(self.instance.data / "telegram.db", TELEGRAM_MIGRATIONS, name="telegram")
         self.telegrams = TelegramStore(self.telegram_db, self.bus)
         #: Set when the BBS begins to stop; sessions may tell their caller and end.
@@ -79,7 +84,12 @@ class App:
         ``announce_password(alias, password)`` once and never logged."""
         self.bus.bind_loop(asyncio.get_running_loop())
         await self.db.open()
+        if not self._keep_cleartext:
+            forgotten = await self.users.forget_cleartext()
+            if forgotten:
+                log.info("erased %d kept cleartext password(s): AllowCramMD5 is off", forgotten)
         await self.telegram_db.open()
+        await self.mail.open()
         for folder in (self.instance.logs, *(d.path for d in self.config.files.dirs)):
             folder.mkdir(parents=True, exist_ok=True)
         if any(item.tls.value == "on" for item in self.config.listeners):
@@ -101,5 +111,6 @@ class App:
         return user
 
     async def close(self) -> None:
+        await self.mail.close()
         await self.telegram_db.close()
         await self.db.close()

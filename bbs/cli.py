@@ -43,13 +43,17 @@ def _announce(alias: str, password: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from bbs import logsetup
     from bbs.app import App
-    from bbs.runner import serve
+    from bbs.runner import raise_open_file_limit, serve
 
     root = _home(args)
-    if not Instance(root).exists():
-        init_instance(root)
+    fresh = not Instance(root).exists()
+    created = init_instance(root)  # also adds default files that newer versions ship
+    if fresh:
         print(f"created a new BBS instance in {root}", file=sys.stderr)
+    elif created:
+        print(f"added {len(created)} new default file(s): {', '.join(p.name for p in created)}", file=sys.stderr)
     config = load_config(root)
+    raise_open_file_limit()
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     with_console = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
@@ -92,7 +96,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     for item in config.listeners:
         where = item.address or "*"
-        print(f"{item.service:<10} {where}:{item.port} tls={item.tls.value}")
+        udp = " udp" if item.transport == "udp" else ""
+        print(f"{item.service:<10} {where}:{item.port} tls={item.tls.value}{udp}")
     print(f"{root / 'ctrl'}: OK ({len(config.listeners)} listener socket(s), "
           f"{len(config.msgs.subs)} message sub(s), {len(config.files.dirs)} file dir(s), "
           f"nodes {config.system.first_node}-{config.system.last_node})")

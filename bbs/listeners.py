@@ -43,8 +43,9 @@ _TAGS = {"bbs": "term", "mail": "mail", "ftp": "ftp", "services": "srvc"}
 def _tag(item: ListenerConfig) -> dict:
     return {"extra": {"tag": _TAGS.get(item.server, "bbs")}}
 
-#: listen(2) backlog; Linux caps it at net.core.somaxconn.
-LISTEN_BACKLOG = 1024
+#: listen(2) backlog. Kept modest: Python 3.11's accept loop repeats an
+#: out-of-descriptors error once per backlog slot (cpython#151615).
+LISTEN_BACKLOG = 128
 #: Seconds a TLS handshake may take before the connection is dropped.
 TLS_HANDSHAKE_TIMEOUT = 30.0
 #: Seconds a reverse DNS look-up (for host.can) may take; then the host is unknown.

@@ -21,6 +21,8 @@ TAGS = (("nodes", "term"), ("mail", "mail"), ("ftp", "ftp"), ("services", "srvc"
 FORMAT = "%(asctime)s %(tag)-4s %(levelname)-7s %(message)s"
 #: Days of daily log files kept.
 LOG_BACKUPS = 30
+#: Seconds between two "out of file descriptors" accept errors in the log.
+ACCEPT_STORM_INTERVAL = 10.0
 
 
 def tag_for(name: str) -> str:
@@ -34,6 +36,31 @@ class _TagFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "tag"):
             record.tag = tag_for(record.name)
+        return True
+
+
+class _AcceptStormFilter(logging.Filter):
+    """Python 3.11's accept loop logs one error (with traceback) per pending
+    connection when out of file descriptors (cpython#151615): keep one line
+    every ACCEPT_STORM_INTERVAL seconds instead of a flood."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = 0.0
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if not (text.startswith("socket.accept() out of system resource")
+                or "_accept_connection" in text or "_start_serving" in text):
+            return True
+        if record.created - self.last < ACCEPT_STORM_INTERVAL:
+            self.suppressed += 1
+            return False
+        record.msg = (f"{record.msg} (out of file descriptors; {self.suppressed} more like this "
+                      "suppressed; raise the open-file limit)")
+        record.exc_info = None
+        self.last, self.suppressed = record.created, 0
         return True
 
 
@@ -73,7 +100,10 @@ def configure(level: int, log_dir: Path | None, bus: EventBus | None,
         handler.setFormatter(formatter)
         handler.addFilter(_TagFilter())
         root.addHandler(handler)
-    logging.getLogger("asyncio").setLevel(logging.WARNING)
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.setLevel(logging.WARNING)
+    if not any(isinstance(f, _AcceptStormFilter) for f in asyncio_log.filters):
+        asyncio_log.addFilter(_AcceptStormFilter())
     return handlers
 
 

@@ -114,6 +114,22 @@ async def serve(app: App, *, stop: asyncio.Event | None = None,
     return status
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's open-file soft limit to the hard limit (every
+    caller is a socket; 1024 is a common default). Returns the new limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            log.warning("cannot raise the open-file limit above %d", soft)
+    return soft
+
+
 def _on_signal(stop: asyncio.Event, signum: int) -> None:
     log.info("received %s", signal.Signals(signum).name)
     stop.set()

@@ -16,7 +16,6 @@ from bbs.events import MailQueued
 from bbs.filters import FilterList
 from bbs.listeners import ServiceHandler
 from bbs.mailbox import MailStore
-from bbs.users import UserBase
 from mail.auth import Secrets
 from mail.delivery import AliasTable, Resolver
 from mail.pop3 import POP3Service
@@ -105,11 +104,10 @@ def create(app: Any):
     from bbs.runner import ServerParts  # the root imports us; import it lazily back
 
     cfg = app.config.server.mail
-    store = MailStore(app.instance.data / "mail.db")
+    store = app.mail
     shared = cfg.allow_cram_md5
-    # CRAM-MD5/APOP need the cleartext: a user base that keeps it (see report).
-    users = UserBase(app.db, name_filter=app.name_filtered, keep_cleartext=shared)
-    secrets = Secrets(users, shared)
+    # CRAM-MD5/APOP need the cleartext: the App's user base keeps it when AllowCramMD5 is on.
+    secrets = Secrets(app.users, shared)
     logons = LogonsByAddress()
     unsubscribe = logons.attach(app.bus)
     smtp = SMTPService(app, store, secrets, logons)
@@ -122,7 +120,6 @@ def create(app: Any):
 
     async def stop() -> None:
         unsubscribe()
-        await store.close()
 
     handlers = {
         "smtp": ServiceHandler(protocol=smtp.factory),

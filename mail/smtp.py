@@ -363,7 +363,23 @@ class SMTPHandler:
                       len(raw), sender, len(ids), len(remote))
         if queued is not None:
             svc.queued(str(queued), sender, remote)
+        if "NO_NOTIFY" not in svc.options and not spam:
+            await self._notify(envelope, sender)
         return OK
+
+    async def _notify(self, envelope: BBSEnvelope, sender: str) -> None:
+        """NewMailNotice telegram to each local recipient (Synchronet; off with NO_NOTIFY)."""
+        notice = self.service.cfg.new_mail_notice.replace("%s", sender or "unknown", 1)
+        seen: set[int] = set()
+        for target in envelope.targets:
+            user = target.user
+            if user is None or target.forward or user.number in seen:
+                continue
+            seen.add(user.number)
+            try:
+                await self.service.app.telegrams.send(user.number, user.alias, "Mail Server", notice)
+            except BBSError as exc:
+                self.log.warning("%s cannot send the new-mail notice to %s: %s", self.prefix, user.alias, exc)
 
     async def _check_received(self, headers) -> Listing | None:
         for value in headers.get_all("Received", []) or []:

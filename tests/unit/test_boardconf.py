@@ -100,7 +100,7 @@ def test_single_node(root):
 MAIN_ERRORS = [
     ("[Nodes]\nFirstNode = 5\nLastNode = 2\n", "LastNode", "[Nodes] LastNode 2 is below FirstNode 5"),
     ("[Nodes]\nFirstNode = 8\n", "[Nodes]", "LastNode 4 is below FirstNode 8"),   # default LastNode
-    ("[Nodes]\nLastNode = 251\n", "251", "[Nodes] LastNode: 251 is above the maximum 250"),
+    ("[Nodes]\nLastNode = 10000\n", "10000", "[Nodes] LastNode: 10000 is above the maximum 9999"),
     ("[Nodes]\nFirstNode = 0\n", "= 0", "[Nodes] FirstNode: 0 is below the minimum 1"),
     ("[Nodes]\nLastNode = four\n", "four", "LastNode: invalid number 'four'"),
     ("[System]\nName = X\nOperator =\n", "Operator", "[System] Operator must name the sysop's alias"),
