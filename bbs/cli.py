@@ -183,6 +183,46 @@ def cmd_user(args: argparse.Namespace) -> int:
     return _with_users(args, actions[args.user_command])
 
 
+def _with_mail(args: argparse.Namespace, action: Callable[..., Awaitable[int]]) -> int:
+    from bbs.mailbox import MailStore
+
+    root = _home(args)
+    load_config(root)
+
+    async def main() -> int:
+        store = MailStore(Instance(root).data / "mail.db")
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def cmd_mail(args: argparse.Namespace) -> int:
+    async def queue(store) -> int:
+        items = await store.outbound()
+        if not items:
+            print("The outbound mail queue is empty.")
+            return EXIT_OK
+        print(f"{'#':>5}  {'From':<24} {'To':<28} {'Tries':>5}  {'Next try':<16} {'':<10} Last error")
+        for item in items:
+            flag = "in transit" if item.in_transit else ""
+            print(f"{item.id:>5}  {item.sender or '<>':<24.24} {', '.join(item.recipients):<28.28} "
+                  f"{item.attempts:>5}  {_fmt_time(item.next_try):<16} {flag:<10} {item.last_error}")
+        print(f"{len(items)} message(s) queued.")
+        return EXIT_OK
+
+    async def clear_transit(store) -> int:
+        # Synchronet's exec/notransit.js: after a crash, let SendMail try these again.
+        cleared = await store.clear_in_transit()
+        print(f"cleared the in-transit flag of {cleared} message(s)")
+        return EXIT_OK
+
+    return _with_mail(args, {"queue": queue, "clear-transit": clear_transit}[args.mail_command])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bbs", description="A Synchronet-style BBS host.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("del", "delete a user"), ("show", "show a user")):
         with_dir(user_sub.add_parser(name, help=text), positional=False).add_argument("name")
     user.set_defaults(func=cmd_user)
+
+    mail = sub.add_parser("mail", help="the outbound mail queue")
+    mail_sub = mail.add_subparsers(dest="mail_command", required=True)
+    with_dir(mail_sub.add_parser("queue", help="list queued Internet mail"), positional=False)
+    with_dir(mail_sub.add_parser("clear-transit", help="clear in-transit flags (after a crash)"),
+             positional=False)
+    mail.set_defaults(func=cmd_mail)
     return parser
 
 
