@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds one MX or address query may take in total (all retries).
 MX_LOOKUP_TIMEOUT = 20.0
+#: Names whose answers the resolver keeps (for their TTL).
+DNS_CACHE_SIZE = 10_000
 #: At most this many exchangers are tried per attempt (a hostile zone with
 #: hundreds of MX records must not tie up a delivery slot).
 MAX_EXCHANGERS = 10
@@ -115,6 +117,9 @@ class MXResolver:
             self.resolver = dns.asyncresolver.Resolver(configure=False)
             self.resolver.nameservers = [server[0]]
             self.resolver.port = server[1]
+        # Answers are kept for their TTL: a queue full of mail to one domain
+        # asks once (as a caching resolver would); at most this many names.
+        self.resolver.cache = dns.resolver.LRUCache(DNS_CACHE_SIZE)
         self.resolver.lifetime = timeout
         self.resolver.timeout = min(timeout, 5.0)
         self.use_tcp = use_tcp

@@ -226,8 +226,9 @@ class SMTPClient:
         """The next complete reply. Raises SMTPClientError on EOF or time-out."""
         while True:
             try:
-                line = await asyncio.wait_for(self.reader.readline(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):  # no extra task per line (unlike wait_for)
+                    line = await self.reader.readline()
+            except TimeoutError:
                 raise SMTPClientError("timed out waiting for a reply") from None
             except (ValueError, asyncio.LimitOverrunError) as exc:  # readline over the limit
                 raise SMTPClientError("reply line too long") from exc
@@ -244,9 +245,12 @@ class SMTPClient:
         await self._drain(COMMAND_TIMEOUT)
 
     async def _drain(self, timeout: float) -> None:
+        if self.writer.transport.get_write_buffer_size() == 0:
+            return  # nothing waiting: drain() would only yield
         try:
-            await asyncio.wait_for(self.writer.drain(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                await self.writer.drain()
+        except TimeoutError:
             raise SMTPClientError("timed out sending") from None
         except OSError as exc:
             raise SMTPClientError(f"connection lost: {exc}") from exc
