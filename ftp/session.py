@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import Any
 
@@ -115,6 +116,12 @@ class Session(TransferCommands):
     async def run(self) -> None:
         """Greet, then serve commands until QUIT, a drop or a time-out."""
         log.info("%s connection accepted%s", self.prefix, " (TLS)" if self.own_tls else "")
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            # Clients send ABOR as urgent data (RFC 959 section 4.1.3, ftplib
+            # sends the whole line with MSG_OOB): keep the urgent byte in the
+            # stream or the line would lose its LF.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
         bad = 0
         try:
             await self.reply(220, f"{self.app.config.system.name} FTP Server ready.")

@@ -190,7 +190,7 @@ class TransferCommands:
         except OverflowError:
             await self._safe_reply(552, "Exceeded storage allocation (MaxFileSize).")
         except (ConnectionError, OSError, ssl.SSLError) as exc:
-            log.info("%s %s failed: %s", self.prefix, what, exc, exc_info=True)
+            log.info("%s %s failed: %s", self.prefix, what, exc)
             await self._safe_reply(426, "Connection closed; transfer aborted.")
         finally:
             stream, self.stream = self.stream, None
