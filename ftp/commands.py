@@ -136,8 +136,8 @@ def strip_telnet(data: bytes) -> bytes:
     """Remove telnet commands (RFC 854) from a control line.
 
     ``IAC IAC`` is a literal 0xFF; ``IAC WILL/WONT/DO/DONT x`` and other
-    ``IAC x`` pairs (IP, DM, sent before ABOR) are dropped, as is a lone
-    trailing IAC.
+    ``IAC x`` commands (IP, DM, sent before ABOR) are dropped, as is a lone
+    IAC (whose DM was taken out of band).
     """
     if IAC not in data:
         return data
@@ -155,8 +155,10 @@ def strip_telnet(data: bytes) -> bytes:
             i += 2
         elif nxt in (WILL, WONT, DO, DONT):
             i += 3
-        else:
+        elif nxt is not None and nxt >= 240:  # IP, DM, AO ... (RFC 854 commands)
             i += 2
+        else:  # a lone IAC (its DM went out of band): drop only the IAC
+            i += 1
     return bytes(out)
 
 
