@@ -36,7 +36,9 @@ setup(
         "cryptography==50.0.2",
     ],
     extras_require={
-        "test": ["pytest==9.0.3", "pexpect==4.9.0", "pytest-timeout==2.4.0"],
+        "test": ["pytest==9.0.3", "pexpect==4.9.0", "pytest-timeout==2.4.0",
+                 # the peer FTP server of bench/ftp_download.py (the tests do not use it)
+                 "pyftpdlib==2.2.0"],
     },
     entry_points={"console_scripts": ["bbs=bbs.cli:main"]},
 )
