@@ -1,9 +1,15 @@
-"""Terminal server entry point (telnet nodes).
+"""Terminal server entry point: telnet, SSH and RLogin nodes.
 
-Until the caller shell lands (terminal-server issue) a telnet caller gets a
-node from the node table and the answer banner, and the node is held until
-the caller presses a key or MaxLoginInactivity passes. When every node is
-busy the caller is told so politely and disconnected.
+:func:`create` is called by the composition root (:mod:`bbs.runner`). It
+loads the menus (a bad menu file stops start-up with ``file:line``), prepares
+the SSH host keys and options, and returns one protocol factory per service.
+Each factory allocates a node from FirstNode..LastNode (all busy: the caller
+is told so and disconnected) and starts a :class:`nodes.session.Session`.
+
+Sessions are isolated: each runs in its own task; an exception is logged
+with the node and closes only that connection. When the BBS stops
+(``app.shutdown``), sessions tell their callers and end; :meth:`NodeServices.stop`
+cancels what is left after the grace period.
 """
 from __future__ import annotations
 
@@ -11,64 +17,106 @@ import asyncio
 import logging
 
 from bbs.app import App
+from bbs.db import Database
 from bbs.listeners import Connection, ServiceHandler
+from bbs.msgbase import MSG_MIGRATIONS, MessageBase
 from bbs.runner import ServerParts
+from nodes.io import Link
+from nodes.menus import Menu, load_menus
 
 log = logging.getLogger(__name__)
 
-IAC = 255
 #: Shown when FirstNode..LastNode are all in use (Synchronet's "all nodes busy").
-ALL_BUSY = b"\r\nSorry, all nodes are busy right now. Please call again later.\r\n"
+ALL_BUSY = "\r\nSorry, all nodes are busy right now. Please call again later.\r\n"
+
+
+class NodeServices:
+    """What every node shares: the app, menus, the message base, sessions."""
+
+    def __init__(self, app: App) -> None:
+        from nodes.screens import SCREENS
+        self.app = app
+        self.menus: dict[str, Menu] = load_menus(app.instance.text / "menu", frozenset(SCREENS))
+        self.msg_db = Database(app.instance.data / "msgs.db", MSG_MIGRATIONS, name="msgs")
+        self.msgs = MessageBase(self.msg_db)
+        self.sessions: set[asyncio.Task] = set()
+        self._open_lock = asyncio.Lock()
+        self._released: set[int] = set()
+
+    async def ready(self) -> None:
+        """Open the message base on first use (idempotent)."""
+        if not self.msg_db.is_open:
+            async with self._open_lock:
+                await self.msg_db.open()
+
+    def all_busy_message(self) -> bytes:
+        return ALL_BUSY.encode("ascii")
+
+    def allocate(self, conn: Connection) -> int | None:
+        """The lowest free node for ``conn``, or None when all are busy."""
+        record = self.app.nodes.allocate(conn.service, conn.address, conn.id)
+        if record is None:
+            log.warning("%s %s: all nodes busy", conn.service, conn.address)
+            return None
+        conn.node = record.number
+        self._released.discard(conn.id)
+        log.info("Node %d %s connection accepted from %s port %d", record.number, conn.service,
+                 conn.address, conn.port)
+        return record.number
+
+    def release(self, node: int, conn: Connection) -> None:
+        """The caller on ``node`` is gone (idempotent per connection)."""
+        if conn.id in self._released:
+            return
+        self._released.add(conn.id)
+        if self.app.nodes.get(node).conn_id == conn.id:
+            self.app.nodes.release(node)
+        log.info("Node %d %s %s disconnected", node, conn.service, conn.address)
+
+    async def run_session(self, link: Link, conn: Connection, node: int, **options) -> None:
+        """Run one caller's session on ``node``; never raises (STYLE 12)."""
+        from nodes.session import Session
+        task = asyncio.current_task()
+        if task is not None:
+            self.sessions.add(task)
+        try:
+            await self.ready()
+            session = Session(self.app, self, link, node, conn.address)
+            await session.run(**options)
+        except asyncio.CancelledError:
+            log.info("Node %d: session cancelled", node)
+        except Exception:
+            log.exception("Node %d %s %s: session crashed; closing it", node, conn.service, conn.address)
+        finally:
+            if task is not None:
+                self.sessions.discard(task)
+            self.release(node, conn)
+            try:
+                link.close()
+            except Exception:
+                pass
+
+    async def stop(self) -> None:
+        """After the grace period: cancel sessions left, close the message base."""
+        for task in list(self.sessions):
+            task.cancel()
+        if self.sessions:
+            await asyncio.wait(list(self.sessions), timeout=2.0)
+        await self.msg_db.close()
 
 
 def create(app: App) -> ServerParts:
-    """Called by the composition root; returns the telnet handler."""
+    """Called by the composition root; returns the telnet, SSH and RLogin handlers."""
+    from nodes.rlogin import rlogin_factory
+    from nodes.ssh import SSHService
+    from nodes.telnet import telnet_factory
 
-    async def telnet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: Connection) -> None:
-        node = app.nodes.allocate("telnet", conn.address, conn.id)
-        if node is None:
-            log.warning("telnet %s: all nodes busy", conn.address)
-            writer.write(ALL_BUSY)
-            await writer.drain()
-            return
-        conn.node = node.number
-        log.info("Node %d telnet connection accepted from %s port %d", node.number, conn.address, conn.port)
-        try:
-            system = app.config.system
-            writer.write(
-                f"\r\n{system.name}\r\nNode {node.number} of {system.first_node}-{system.last_node}, "
-                f"sysop {system.operator}.\r\n\r\nThe caller shell opens with the terminal-server "
-                f"release. Press a key to hang up.\r\n".encode("cp437", "replace"))
-            await writer.drain()
-            timeout = app.config.server.bbs.max_login_inactivity or None
-            key = asyncio.ensure_future(_read_key(reader))
-            down = asyncio.ensure_future(app.shutdown.wait())
-            try:
-                await asyncio.wait({key, down}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                key.cancel()
-                down.cancel()
-            if down.done() and not down.cancelled():
-                writer.write(b"\r\nThe BBS is shutting down. Please call again later.\r\n")
-            elif not key.done() or key.cancelled():
-                writer.write(b"\r\nInactive too long. Goodbye.\r\n")
-            await writer.drain()
-        finally:
-            app.nodes.release(node.number)
-            log.info("Node %d telnet %s logged off", node.number, conn.address)
-
-    return ServerParts(handlers={"telnet": ServiceHandler(stream=telnet)})
-
-
-async def _read_key(reader: asyncio.StreamReader) -> None:
-    """Wait for one keystroke, skipping telnet negotiation (IAC sequences)."""
-    while True:
-        byte = await reader.read(1)
-        if not byte:
-            return
-        if byte[0] == IAC:
-            command = await reader.read(1)
-            if command and command[0] in (251, 252, 253, 254):
-                await reader.read(1)
-            continue
-        return
+    services = NodeServices(app)
+    handlers = {"telnet": ServiceHandler(protocol=telnet_factory(services)),
+                "rlogin": ServiceHandler(protocol=rlogin_factory(services))}
+    wanted = {item.service for item in app.config.listeners}
+    ssh = None
+    if "ssh" in wanted:
+        ssh = SSHService(services)
+        handlers["ssh"] = ServiceHandler(protocol=ssh.factory)
+    return ServerParts(handlers=handlers, stop=services.stop)
