@@ -122,6 +122,15 @@ class BBSConfig:
     max_login_inactivity: float
     max_newuser_inactivity: float
     max_session_inactivity: float
+    #: Ours: the SSH login name that opens the new-user application without
+    #: a password (Synchronet callers type NEW at the logon prompt).
+    ssh_new_user_name: str = "new"
+    #: Ours: SSH algorithms offered after the modern set, for old and
+    #: cryptlib-based BBS terminals (SyncTERM, NetRunner); any kex, cipher,
+    #: MAC or host-key signature name asyncssh knows.
+    ssh_legacy_algorithms: tuple[str, ...] = (
+        "diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1", "ssh-rsa",
+        "aes256-cbc", "aes128-cbc", "3des-cbc", "hmac-sha1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +295,17 @@ def _load_bbs(ini: IniFile, glob: GlobalConfig) -> BBSConfig:
         max_login_inactivity=sec.get("MaxLoginInactivity", 600.0, _nonneg_duration),
         max_newuser_inactivity=sec.get("MaxNewUserInactivity", 3600.0, _nonneg_duration),
         max_session_inactivity=sec.get("MaxSessionInactivity", 600.0, _nonneg_duration),
+        ssh_new_user_name=sec.get("SSHNewUserName", "new", _ssh_user_name),
+        ssh_legacy_algorithms=sec.get("SSHLegacyAlgorithms", BBSConfig.ssh_legacy_algorithms, units.parse_list),
     )
+
+
+def _ssh_user_name(text: str) -> str:
+    """An SSH login name: blank (no new-user login over SSH) or one word."""
+    text = text.strip()
+    if text and (len(text) > 25 or not all(c.isalnum() or c in "-_." for c in text)):
+        raise ValueError(f"{text!r} is not a login name (letters, digits, - _ . up to 25)")
+    return text
 
 
 _MAIL_IGNORED = ("POP3Sound", "InboundSound", "OutboundSound", "TempDirectory")

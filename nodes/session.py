@@ -318,7 +318,10 @@ class Session:
         return user
 
     async def ask_terminal(self) -> dict:
-        """Ask ANSI and character set (detected values as defaults)."""
+        """Ask ANSI and character set (detected values as defaults). Returns
+        only the answers that differ from detection: the rest stays
+        automatic, so the same account works from SyncTERM and from xterm."""
+        detected = (self.term.ansi, self.term.charset)
         ansi = await self.term.yesno("Does your terminal show ANSI colour", self.term.ansi)
         self.term.ansi = ansi
         charset = self.term.charset
@@ -331,7 +334,12 @@ class Session:
         else:
             charset = "ascii" if charset == "ascii" else charset
         self.term.set_charset(charset)
-        return {"ansi": ansi, "charset": charset}
+        saved = {}
+        if ansi != detected[0]:
+            saved["ansi"] = ansi
+        if charset != detected[1]:
+            saved["charset"] = charset
+        return saved
 
     async def logged_on(self, user: User) -> None:
         """Record the logon, update the node, greet, show last callers and

@@ -51,12 +51,6 @@ MODERN_CIPHERS = ("chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "ae
 MODERN_MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "umac-128-etm@openssh.com",
                "hmac-sha2-256", "hmac-sha2-512")
 MODERN_SIGNATURES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256")
-#: Legacy names used when sbbs.ini says nothing: what cryptlib-based
-#: terminals (SyncTERM, NetRunner) and old clients may need.
-DEFAULT_LEGACY = ("diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1", "ssh-rsa",
-                  "aes256-cbc", "aes128-cbc", "3des-cbc", "hmac-sha1")
-#: Default login name that starts the new-user application.
-DEFAULT_NEW_USER_NAME = "new"
 #: Host key files under data/ (generated on first start, mode 0600).
 HOST_KEYS = (("ssh_host_ed25519_key", "ssh-ed25519", {}), ("ssh_host_rsa_key", "ssh-rsa", {"key_size": 2048}))
 #: Seconds a client has to authenticate (OpenSSH's LoginGraceTime is 120).
@@ -187,7 +181,7 @@ class NodeSSHServer(asyncssh.SSHServer):
 
     def begin_auth(self, username: str) -> bool:
         self.username = username
-        if username.lower() == self.service.new_user_name.lower():
+        if self.service.new_user_name and username.lower() == self.service.new_user_name.lower():
             self.new_user = True
             return False  # no authentication: the new-user application follows
         return True
@@ -225,13 +219,19 @@ class SSHService:
     def __init__(self, services: "NodeServices") -> None:
         self.services = services
         bbs = services.app.config.server.bbs
-        self.new_user_name = getattr(bbs, "ssh_new_user_name", DEFAULT_NEW_USER_NAME) or DEFAULT_NEW_USER_NAME
-        legacy = getattr(bbs, "ssh_legacy_algorithms", DEFAULT_LEGACY)
+        self.new_user_name = bbs.ssh_new_user_name
+        # asyncssh logs every channel at INFO; our own lines say what matters.
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+        try:
+            algorithms = algorithm_options(bbs.ssh_legacy_algorithms)
+        except ValueError as exc:
+            sec = services.app.config.server.ini.section("BBS")
+            raise sec.error("SSHLegacyAlgorithms", f"SSHLegacyAlgorithms: {exc}") from None
         keys = load_host_keys(services.app.instance.data / "ssh")
         self.options = asyncssh.SSHServerConnectionOptions(
             server_host_keys=keys, encoding=None, line_editor=False, allow_pty=True, x11_forwarding=False,
             agent_forwarding=False, login_timeout=LOGIN_TIMEOUT, keepalive_interval=0,
-            server_version="pybbs", **algorithm_options(legacy))
+            server_version="pybbs", **algorithms)
 
     def factory(self, conn: Connection) -> asyncio.Protocol:
         """``ServiceHandler(protocol=...)``: an asyncssh server connection."""

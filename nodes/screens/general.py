@@ -142,9 +142,10 @@ async def settings(session: "Session", args: tuple[str, ...]) -> None:
             f"\x01h\x01cX\x01n\x01c) Expert mode       \x01h{'on' if expert else 'off'}\x01n\x01c (no menus shown)\r\n"
             f"\x01h\x01cE\x01n\x01c) E-mail address    \x01h{user.email}\r\n"
             f"\x01h\x01cL\x01n\x01c) Location          \x01h{user.location}\r\n"
+            "\x01h\x01cD\x01n\x01c) Detect the terminal at each call (forget the choices above)\r\n"
             "\x01h\x01cP\x01n\x01c) Change password\r\n"
             "\x01h\x01cQ\x01n\x01c) Quit\x01n\r\n")
-        choice = await term.hotkey("\x01n\x01h\x01cSettings: \x01n", "ACWHXELPQ", "Q")
+        choice = await term.hotkey("\x01n\x01h\x01cSettings: \x01n", "ACWHXELDPQ", "Q")
         if choice == "Q":
             return
         if choice == "A":
@@ -176,6 +177,11 @@ async def settings(session: "Session", args: tuple[str, ...]) -> None:
             continue
         elif choice == "P":
             await change_password(session, ())
+            continue
+        elif choice == "D":
+            term.fixed_cols = term.fixed_rows = 0
+            session.user = await session.app.users.update(user.number, terminal={})
+            await session.print("\x01n\x01cYour terminal will be detected at each call.\r\n")
             continue
         session.user = await session.app.users.update(user.number, terminal={
             **(user.terminal or {}), "ansi": term.ansi, "charset": term.charset,
