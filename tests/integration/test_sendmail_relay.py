@@ -222,3 +222,24 @@ def test_no_sendmail_leaves_the_queue_alone(tmp_path, dns, caplog):
     run_async(main())
     assert "SendMail thread started" not in caplog.text and "NO_SENDMAIL" in caplog.text
     assert dns.queries == []
+
+
+def test_mail_waiting_from_before_a_restart_goes_at_start_without_any_event(tmp_path, dns):
+    async def main():
+        sink = await Sink().start()
+        dns.add("r.test", ("A", "127.0.0.1"))
+        root = sendmail_instance(tmp_path / "bbs", dns, DeliveryPort=str(sink.port), RescanFrequency="1d")
+        try:
+            async with Harness(root) as h:                   # the previous run: queued, never sent
+                for n in range(3):
+                    await h.store.enqueue(SENDER, [f"m{n}@r.test"], message())
+            async with Harness(root) as h:                   # the restart: no MailQueued is published
+                h.start()
+                await until(h.finished(3))
+                assert sorted(r.recipients[0] for r in sink.handler.received) == ["m0@r.test", "m1@r.test",
+                                                                                    "m2@r.test"]
+                assert await h.store.outbound() == []
+        finally:
+            await sink.stop()
+
+    run_async(main())
