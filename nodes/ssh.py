@@ -189,6 +189,9 @@ class NodeSSHServer(asyncssh.SSHServer):
     def password_auth_supported(self) -> bool:
         return True
 
+    def kbdint_auth_supported(self) -> bool:
+        return False  # asyncssh would otherwise offer password prompts twice
+
     async def validate_password(self, username: str, password: str) -> bool:
         app = self.service.services.app
         try:

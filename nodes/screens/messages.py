@@ -113,7 +113,7 @@ async def read_sub(session: "Session", sub: MsgSub, numbers: list[int], index: i
             return False
         elif choice == "R":
             await post(session, (), sub=sub, reply=msg)
-            numbers = await msgs.numbers(sub.code) if not new_only else numbers
+            index += 1  # on to the next message, as after reading it
         elif choice == "T":
             thread = await msgs.thread(sub.code, msg.number)
             await session.print(f"\r\n\x01n\x01h\x01wThread of \"{thread[0].subject}\"\x01n\r\n")

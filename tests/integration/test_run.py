@@ -1,6 +1,7 @@
-"""`bbs run` end to end: first start, telnet banner, nodes, shutdown, bind errors."""
+"""`bbs run` end to end: first start, telnet answer screen, nodes, shutdown, bind errors."""
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -14,8 +15,25 @@ from tests.support import BBSProcess, run_bbs, set_ini
 PASSWORD_RE = re.compile(r"Sysop account 'Sysop' created\. Password: (\S+)")
 
 
+LOGIN = "Login: "
+
+
 def telnet(port: int) -> pexpect.spawn:
-    return pexpect.spawn("telnet", ["127.0.0.1", str(port)], timeout=15, encoding="utf-8")
+    """A dumb-terminal caller: the answer screen comes as plain ASCII."""
+    return pexpect.spawn("telnet", ["127.0.0.1", str(port)], timeout=15, encoding="utf-8",
+                         env={**os.environ, "TERM": "dumb"})
+
+
+def hang_up_by_failing(session: pexpect.spawn) -> None:
+    """Three wrong log-ons: the BBS hangs up (the node is free after that)."""
+    for _ in range(3):
+        session.expect(LOGIN)
+        session.sendline("x")
+        session.expect("Password: ")
+        session.sendline("wrong")
+        session.expect("Invalid log-on")
+    session.expect("Too many failed log-on attempts")
+    session.expect("Connection closed by foreign host")
 
 
 def test_first_start_creates_sysop_and_answers_telnet(bbs: BBSProcess):
@@ -24,9 +42,17 @@ def test_first_start_creates_sysop_and_answers_telnet(bbs: BBSProcess):
     assert len(passwords) == 1
     session = telnet(bbs.ports["telnet"])
     session.expect("New Python BBS")
-    session.expect(r"Node 1 of 1-4, sysop Sysop\.")
-    session.expect("Press a key to hang up")
-    session.sendline("x")
+    session.expect(r"Sysop Sysop .* node 1 of 1-4")
+    session.expect(LOGIN)
+    session.sendline("Sysop")
+    session.expect("Password: ")
+    session.sendline(passwords[0])                      # the printed password logs on
+    session.expect("Welcome back")
+    session.expect("Main menu")
+    session.send("g")
+    session.expect("Log off now")
+    session.send("y")
+    session.expect("Thanks for calling")
     session.expect("Connection closed by foreign host")
     session.close()
     assert bbs.stop() == 0
@@ -45,7 +71,7 @@ def test_first_start_creates_sysop_and_answers_telnet(bbs: BBSProcess):
 def test_sigterm_closes_listeners_and_sessions_cleanly(bbs: BBSProcess):
     port = bbs.ports["telnet"]
     session = telnet(port)
-    session.expect("Press a key")
+    session.expect(LOGIN)
     started = time.monotonic()
     assert bbs.stop(signal.SIGTERM) == 0
     session.expect("The BBS is shutting down")
@@ -68,14 +94,14 @@ def test_all_nodes_busy_is_told_politely(instance: Path):
     process = BBSProcess(instance).start()
     try:
         first = telnet(process.ports["telnet"])
-        first.expect("Node 1 of 1-1")
+        first.expect("node 1 of 1-1")
         second = telnet(process.ports["telnet"])
         second.expect("all nodes are busy right now")
         second.expect("Connection closed by foreign host")
-        first.sendline("x")
-        first.expect("Connection closed")
+        hang_up_by_failing(first)
         third = telnet(process.ports["telnet"])      # node 1 is free again
-        third.expect("Node 1 of 1-1")
+        third.expect("node 1 of 1-1")
+        third.expect(LOGIN)
         third.close()
     finally:
         assert process.stop() == 0
