@@ -19,7 +19,9 @@ from bbs.filters import FilterSet
 from bbs.instance import Config
 from bbs.listeners import ListenerManager
 from bbs.loginattempts import LoginAttemptTracker
+from bbs.filebase import FileBase
 from bbs.mailbox import MailStore
+from bbs.msgbase import MSG_MIGRATIONS, MessageBase
 from bbs.nodetable import NodeTable
 from bbs.telegrams import TELEGRAM_MIGRATIONS, TelegramStore
 from bbs.tlscert import ensure_certificate, server_context
@@ -57,6 +59,10 @@ class App:
         self.users = UserBase(self.db, name_filter=self.name_filtered, keep_cleartext=self._keep_cleartext)
         #: Mailboxes and the outbound queue, shared by SMTP, POP3, SendMail and the nodes.
         self.mail = MailStore(self.instance.data / "mail.db")
+        #: Message subs (nodes, NNTP, Gopher, mail to sub:) and the file base (FTP, nodes, Gopher).
+        self.msg_db = Database(self.instance.data / "msgs.db", MSG_MIGRATIONS, name="msgs")
+        self.msgs = MessageBase(self.msg_db)
+        self.files = FileBase(self.instance.data / "file.db")
         self.telegram_db = Database(self.instance.data / "telegram.db", TELEGRAM_MIGRATIONS, name="telegram")
         self.telegrams = TelegramStore(self.telegram_db, self.bus)
         #: Set when the BBS begins to stop; sessions may tell their caller and end.
@@ -90,6 +96,8 @@ class App:
                 log.info("erased %d kept cleartext password(s): AllowCramMD5 is off", forgotten)
         await self.telegram_db.open()
         await self.mail.open()
+        await self.msg_db.open()
+        await self.files.open()
         for folder in (self.instance.logs, *(d.path for d in self.config.files.dirs)):
             folder.mkdir(parents=True, exist_ok=True)
         if any(item.tls.value == "on" for item in self.config.listeners):
@@ -111,6 +119,8 @@ class App:
         return user
 
     async def close(self) -> None:
+        await self.files.close()
+        await self.msg_db.close()
         await self.mail.close()
         await self.telegram_db.close()
         await self.db.close()

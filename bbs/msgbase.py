@@ -240,6 +240,26 @@ class MessageBase:
         await self.db.run(update)
 
 
+
+    async def by_msgid(self, msgid: str) -> Message:
+        """The message whose Message-ID is ``msgid`` (NNTP ARTICLE <id>, References);
+        raises ``NOT_FOUND``."""
+        def select(conn: sqlite3.Connection) -> Message:
+            row = conn.execute(f"SELECT {_FIELDS} FROM messages WHERE msgid = ? AND deleted = 0",
+                               (msgid,)).fetchone()
+            if row is None:
+                raise BBSError(Reason.NOT_FOUND, f"no message {msgid}")
+            return Message(*row)
+        return await self.db.run(select)
+
+    async def since(self, sub: str, when: float, *, limit: int = 5000) -> list[Message]:
+        """Messages of ``sub`` posted at or after ``when`` (NNTP NEWNEWS), oldest first."""
+        def select(conn: sqlite3.Connection) -> list[Message]:
+            rows = conn.execute(f"SELECT {_FIELDS} FROM messages WHERE sub = ? AND posted >= ? AND "
+                                "deleted = 0 ORDER BY number LIMIT ?", (sub, float(when), int(limit)))
+            return [Message(*row) for row in rows]
+        return await self.db.run(select)
+
 def _pointer(conn: sqlite3.Connection, user_number: int, sub: str) -> int:
     row = conn.execute("SELECT number FROM last_read WHERE user_number = ? AND sub = ?",
                        (int(user_number), sub)).fetchone()

@@ -1,10 +1,10 @@
-"""Services entry point: Finger, SYSTAT (Active Users) and MSP."""
+"""Services entry point: Finger, SYSTAT (Active Users), MSP and NNTP/NNTPS."""
 from __future__ import annotations
 
 from bbs.app import App
 from bbs.listeners import ServiceHandler
 from bbs.runner import ServerParts
-from services import finger, msp, systat
+from services import finger, msp, nntp, systat
 
 
 def create(app: App) -> ServerParts:
@@ -13,4 +13,6 @@ def create(app: App) -> ServerParts:
         "finger": ServiceHandler(stream=finger.handler(app)),
         "systat": ServiceHandler(stream=systat.tcp(app), datagram=systat.udp(app)),
         "msp": ServiceHandler(stream=msp.tcp(app), datagram=msp.udp(app)),
+        "nntp": ServiceHandler(stream=nntp.handler(app)),
+        "nntps": ServiceHandler(stream=nntp.handler(app)),
     })

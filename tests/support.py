@@ -65,7 +65,7 @@ def make_instance(root: Path) -> Path:
     ]:
         set_ini(sbbs, section, key, value)
     services = root / "ctrl" / "services.ini"
-    for section in ("Finger", "ActiveUser", "MSP"):
+    for section in ("Finger", "ActiveUser", "MSP", "NNTP", "NNTPS"):
         set_ini(services, section, "Port", "0")
     return root
 
