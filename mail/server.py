@@ -20,6 +20,7 @@ from mail.auth import Secrets
 from mail.delivery import AliasTable, Resolver
 from mail.pop3 import POP3Service
 from mail.relay import LogonsByAddress, RelayPolicy
+from mail.sendmail import create_sendmail
 from mail.smtp import NO_LIMIT_TIMEOUT, SMTPHandler, SMTPSession
 from mail.spam import SpamGuard
 
@@ -128,4 +129,4 @@ def create(app: Any):
         "pop3": ServiceHandler(stream=pop3.handle),
         "pop3s": ServiceHandler(stream=pop3.handle),
     }
-    return ServerParts(handlers=handlers, tasks=[], stop=stop)
+    return ServerParts(handlers=handlers, tasks=[create_sendmail(app, store)], stop=stop)

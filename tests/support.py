@@ -62,6 +62,8 @@ def make_instance(root: Path) -> Path:
         ("BBS", "TelnetPort", "0"), ("Mail", "SMTPPort", "0"), ("Mail", "SubmissionPort", "0"),
         ("Mail", "TLSSubmissionPort", "0"), ("Mail", "POP3Port", "0"), ("Mail", "TLSPOP3Port", "0"),
         ("FTP", "Port", "0"),
+        # SendMail asks only a closed loopback port for DNS: no test reaches outside loopback.
+        ("Mail", "DNSServer", "127.0.0.1:9"),
     ]:
         set_ini(sbbs, section, key, value)
     services = root / "ctrl" / "services.ini"

@@ -25,7 +25,7 @@ PASSWORD = "correct-horse"
 
 
 def mail_instance(root: Path, options: str = "ALLOW_POP3 | USE_SUBMISSION_PORT | TLS_SUBMISSION | TLS_POP3",
-                  **mail_keys: str) -> Path:
+                  sendmail: bool = False, **mail_keys: str) -> Path:
     """A fresh instance on loopback, port 0 everywhere, the Mail Server on."""
     init_instance(root)
     sbbs = root / "ctrl" / "sbbs.ini"
@@ -36,7 +36,10 @@ def mail_instance(root: Path, options: str = "ALLOW_POP3 | USE_SUBMISSION_PORT |
         ("BBS", "AutoStart", "false"), ("FTP", "AutoStart", "false"),
         ("Services", "AutoStart", "false"),
         ("Mail", "SMTPPort", "0"), ("Mail", "SubmissionPort", "0"), ("Mail", "TLSSubmissionPort", "0"),
-        ("Mail", "POP3Port", "0"), ("Mail", "TLSPOP3Port", "0"), ("Mail", "Options", options),
+        ("Mail", "POP3Port", "0"), ("Mail", "TLSPOP3Port", "0"),
+        # SendMail off (these tests look at the queue) and its DNS on a closed loopback port.
+        ("Mail", "Options", options if sendmail or "NO_SENDMAIL" in options else f"{options} | NO_SENDMAIL"),
+        ("Mail", "DNSServer", "127.0.0.1:9"),
     ]
     settings += [("Mail", key, value) for key, value in mail_keys.items()]
     for section, key, value in settings:

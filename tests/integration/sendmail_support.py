@@ -385,7 +385,7 @@ def sendmail_instance(root: Path, dns: FakeDNS | None, options: str = "", **keys
     if dns is not None:
         settings["DNSServer"] = dns.server
     settings.update(keys)
-    return mail_instance(root, options or "ALLOW_POP3", **settings)
+    return mail_instance(root, options or "ALLOW_POP3", sendmail=True, **settings)
 
 
 def make_app(root: Path) -> App:
