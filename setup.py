@@ -23,7 +23,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["bbs", "nodes", "mail", "ftp", "console", "services"],
+    packages=["bbs", "nodes", "nodes.screens", "mail", "ftp", "console", "services"],
     data_files=shipped("ctrl") + shipped("text"),
     install_requires=[
         "urwid==5.1.0",

@@ -109,6 +109,8 @@ class _Busy(asyncio.Protocol):
 
 def telnet_factory(services: "NodeServices"):
     """The ``ServiceHandler(protocol=...)`` factory of the telnet service."""
+    # telnetlib3 logs every connection at INFO; our node lines say it once.
+    logging.getLogger("telnetlib3").setLevel(logging.WARNING)
 
     def factory(conn: Connection) -> asyncio.Protocol:
         node = services.allocate(conn)

@@ -49,9 +49,12 @@ def test_console_shows_a_caller_and_quitting_stops_the_bbs(instance: Path):
         bbs.expect("   1  waiting")
         caller = pexpect.spawn("telnet", ["127.0.0.1", str(telnet_port(bbs, instance))],
                                timeout=15, encoding="utf-8")
-        caller.expect("Press a key to hang up")
+        caller.expect("Login: ")
         bbs.expect(r"   1  logging on\s+-\s+logging on\s+telnet\s+127\.0\.0\.1")
-        caller.sendline("x")
+        for _ in range(3):                                  # three failed log-ons: the BBS hangs up
+            caller.sendline("x")
+            caller.expect("Password: ")
+            caller.sendline("wrong")
         caller.expect("Connection closed by foreign host")
         caller.close()
         bbs.expect(r"   1  waiting ")

@@ -42,7 +42,7 @@ def test_first_start_creates_sysop_and_answers_telnet(bbs: BBSProcess):
     assert len(passwords) == 1
     session = telnet(bbs.ports["telnet"])
     session.expect("New Python BBS")
-    session.expect(r"Sysop Sysop .* node 1 of 1-4")
+    session.expect(r"Sysop Sysop .* Node 1 of 1-4")
     session.expect(LOGIN)
     session.sendline("Sysop")
     session.expect("Password: ")
@@ -94,13 +94,13 @@ def test_all_nodes_busy_is_told_politely(instance: Path):
     process = BBSProcess(instance).start()
     try:
         first = telnet(process.ports["telnet"])
-        first.expect("node 1 of 1-1")
+        first.expect("Node 1 of 1-1")
         second = telnet(process.ports["telnet"])
         second.expect("all nodes are busy right now")
         second.expect("Connection closed by foreign host")
         hang_up_by_failing(first)
         third = telnet(process.ports["telnet"])      # node 1 is free again
-        third.expect("node 1 of 1-1")
+        third.expect("Node 1 of 1-1")
         third.expect(LOGIN)
         third.close()
     finally:
