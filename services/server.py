@@ -1,10 +1,10 @@
-"""Services entry point: Finger, SYSTAT (Active Users), MSP and NNTP/NNTPS."""
+"""Services entry point: Finger, SYSTAT (Active Users), MSP, NNTP/NNTPS and Gopher."""
 from __future__ import annotations
 
 from bbs.app import App
 from bbs.listeners import ServiceHandler
 from bbs.runner import ServerParts
-from services import finger, msp, nntp, systat
+from services import finger, gopher, msp, nntp, systat
 
 
 def create(app: App) -> ServerParts:
@@ -15,4 +15,5 @@ def create(app: App) -> ServerParts:
         "msp": ServiceHandler(stream=msp.tcp(app), datagram=msp.udp(app)),
         "nntp": ServiceHandler(stream=nntp.handler(app)),
         "nntps": ServiceHandler(stream=nntp.handler(app)),
+        "gopher": ServiceHandler(stream=gopher.handler(app)),
     })

@@ -67,7 +67,7 @@ def make_instance(root: Path) -> Path:
     ]:
         set_ini(sbbs, section, key, value)
     services = root / "ctrl" / "services.ini"
-    for section in ("Finger", "ActiveUser", "MSP", "NNTP", "NNTPS"):
+    for section in ("Finger", "ActiveUser", "MSP", "NNTP", "NNTPS", "Gopher"):
         set_ini(services, section, "Port", "0")
     return root
 

@@ -184,3 +184,29 @@ def test_nntps_and_bad_input(news_bbs: BBSProcess):
     assert again.login("Zaphod", "password1") == "281 Authentication accepted"
     again.close()
     assert "Traceback" not in news_bbs.stderr()
+
+
+def test_a_post_made_over_nntp_is_read_in_a_telnet_session(news_bbs: BBSProcess):
+    from tests.integration.test_terminal_server import MAIN_MENU, logon, telnet
+
+    news = News(news_bbs.ports["nntp"])
+    news.login("Zaphod", "password1")
+    assert news.post("Newsgroups: local.tech\nSubject: Improbability drive notes\n\n"
+                     "Posted from a news reader.") == "240 Article received OK"
+    news.close()
+
+    async def mark_general_read():                       # so the scan starts with the new post
+        db = Database(news_bbs.root / "data" / "msgs.db", MSG_MIGRATIONS)
+        await db.open()
+        await MessageBase(db).set_last_read(1, "GENERAL", 2)
+        await db.close()
+    asyncio.run(mark_general_read())
+    caller = telnet(news_bbs.ports["telnet"])
+    logon(caller, "Zaphod", "password1")
+    caller.send("m")
+    caller.expect("Messages ")
+    caller.send("n")                                     # scan for new messages
+    caller.expect("Improbability drive notes")
+    caller.expect("Zaphod")
+    caller.expect("Posted from a news reader.")
+    caller.close()
