@@ -27,10 +27,11 @@ def services(root: Path, text: str, sbbs_services: str = "") -> list[tuple[str, 
             if i.server == "services"]
 
 
-def test_shipped_services_ini_gives_finger_systat_msp_with_udp(root):
+def test_shipped_services_ini_gives_every_service_with_udp_for_systat_and_msp(root):
     items = services(root, (root / "ctrl" / "services.ini").read_text())
     assert items == [("finger", "", 2079, "tcp"), ("systat", "", 2011, "tcp"), ("systat", "", 2011, "udp"),
-                     ("msp", "", 2018, "tcp"), ("msp", "", 2018, "udp")]
+                     ("msp", "", 2018, "tcp"), ("msp", "", 2018, "udp"), ("nntp", "", 2119, "tcp"),
+                     ("nntps", "", 2563, "tcp"), ("gopher", "", 2070, "tcp")]
 
 
 def test_synchronet_default_ports_options_and_enabled(root):
