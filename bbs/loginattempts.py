@@ -276,6 +276,7 @@ class LoginAttemptTracker:
         rec.protocol = protocol
         rec.user = _loggable(user)
         self._evict()
+        self._emit("failed", key, rec)  # every failure (the console's Stats count them)
 
         rules = self.rules
         hack_logged = False

@@ -227,24 +227,17 @@ class SysopConsole(urwid.WidgetWrap):
 
 
 def mail_queue_reader(app: Any) -> tuple[Callable[[], Awaitable[list]], Callable[[], Awaitable[None]]] | None:
-    """(read, close) for the outbound queue in data/mail.db, or None when
-    this build has no bbs.mailbox. The store is opened only once the mail
-    server has created the file (an absent file is an empty queue)."""
-    try:
-        from bbs.mailbox import MailStore
-    except ImportError:
+    """(read, close) for the outbound queue: the App's own MailStore (opened
+    with the App), or None for an App without one."""
+    store = getattr(app, "mail", None)
+    if store is None:
         return None
-    path = app.instance.data / "mail.db"
-    store = MailStore(path)
 
     async def read() -> list:
-        if not path.exists():
-            return []
-        return await store.outbound()
+        return await store.outbound() if store.db.is_open else []
 
     async def close() -> None:
-        if store.db.is_open:
-            await store.close()
+        return None  # the App closes its store
 
     return read, close
 

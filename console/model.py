@@ -38,6 +38,7 @@ STAT_LABELS = {
     "logons": "Logons",
     "connections": "Connections",
     "refused": "Refused connections",
+    "failed": "Failed logins",
     "hack": "Hack attempts (hack.log)",
     "tempban": "Temporary bans",
     "filter": "Addresses filtered (ip.can)",

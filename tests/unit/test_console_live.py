@@ -256,14 +256,14 @@ def test_palette_has_every_attribute_the_panes_use(ui: SysopConsole):
 
 def test_mail_queue_pane_reads_the_outbound_queue(app: App, timers: Timers):
     from bbs.events import MailQueued
-    from bbs.mailbox import MailStore
     from console.live import mail_queue_reader
     from tests.support import run_async
 
     async def scenario() -> list[str]:
         read, close = mail_queue_reader(app)
-        assert await read() == []                                   # no mail.db yet: an empty queue
-        store = MailStore(app.instance.data / "mail.db")
+        assert await read() == []                                   # the App's store not open yet: empty
+        store = app.mail
+        await store.open()
         qid = await store.enqueue("sysop@bbs.test", ["ann@example.org"], b"Subject: hi\r\n\r\nhello\r\n")
         await store.claim(qid)
         await store.retry_later(qid, "451 try later", 0.0)

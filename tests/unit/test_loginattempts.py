@@ -46,14 +46,16 @@ class Env:
             exempt_path.write_text(exempt_text)
         self.ip_can = FilterList.load(self.ip_can_path)
         self.hack_log = tmp_path / "data" / "logs" / "hack.log"
-        self.events: list[tuple[str, dict]] = []
+        self.events: list[tuple[str, dict]] = []  # threshold events
+        self.failures: list[dict] = []            # one "failed" event per failure
         self.tracker = LoginAttemptTracker(
             rules,
             ip_can=self.ip_can,
             exempt=FilterList.load(exempt_path),
             hack_log=self.hack_log,
             clock=self.clock,
-            on_event=lambda kind, info: self.events.append((kind, info)),
+            on_event=lambda kind, info: (self.failures.append(info) if kind == "failed"
+                                         else self.events.append((kind, info))),
             **kw,
         )
 
@@ -308,3 +310,9 @@ def test_unwritable_hack_log_is_logged_not_raised(tmp_path: Path, caplog: pytest
     with caplog.at_level(logging.ERROR, logger="bbs.loginattempts"):
         assert tracker.failed(ATTACKER, "telnet", "bob").hack_logged
     assert "cannot write" in caplog.text
+
+
+def test_every_failure_is_published(tmp_path):
+    h = Env(tmp_path, LoginAttemptRules(hack_threshold=0, tempban_threshold=0))
+    h.fail(3, user="zaphod")
+    assert len(h.failures) == 3 and h.events == []
