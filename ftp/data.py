@@ -14,6 +14,7 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import os
 import random
 import socket
 import ssl
@@ -30,6 +31,8 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 #: batches of :data:`WRITE_BATCH` by a worker thread.
 READ_CHUNK = 256 * 1024
 WRITE_BATCH = 1024 * 1024
+#: Bytes per sendfile(2) call on a plain data connection (pyftpdlib uses 64 KB).
+SENDFILE_CHUNK = 256 * 1024
 #: Ports tried when binding a passive socket in a PasvPortLow..High range.
 MAX_PASV_TRIES = 100
 #: The whole unprivileged range: let the kernel pick (cheaper than probing).
@@ -202,9 +205,19 @@ class _DataProtocol(asyncio.Protocol):
 
 
 class DataStream:
-    """A connected data channel (plain or TLS) with transfer helpers."""
+    """A connected data channel (plain or TLS) with transfer helpers.
 
-    def __init__(self, transport: asyncio.Transport, protocol: _DataProtocol) -> None:
+    A plain connection stays a bare non-blocking socket until something needs
+    a transport (listings, uploads): RETR then runs the kernel's sendfile in
+    :data:`SENDFILE_CHUNK` steps, paced by the socket becoming writable, as
+    pyftpdlib does. (``loop.sendfile`` pushes each call until the socket
+    buffer is full, which measured slower on loopback.) TLS connections are
+    a transport from the start; their files go through ``loop.sendfile``'s
+    read/write fallback in a worker thread."""
+
+    def __init__(self, sock: socket.socket, transport: asyncio.Transport | None = None,
+                 protocol: _DataProtocol | None = None) -> None:
+        self.sock = sock
         self.transport = transport
         self.protocol = protocol
         self.bytes = 0
@@ -214,21 +227,31 @@ class DataStream:
         """Wrap a connected socket; TLS handshake (server side) when ``tls``.
 
         Raises DataError when that fails (the socket is closed)."""
-        loop = asyncio.get_running_loop()
-        protocol = _DataProtocol()
+        stream = cls(sock)
         try:
-            transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol, sock=sock, ssl=tls,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls is not None else None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see ftp.session
+            if tls is not None:
+                await stream._attach(tls)
         except (OSError, ssl.SSLError, ConnectionError, asyncio.TimeoutError) as exc:
             sock.close()
             raise DataError(f"data connection failed{' (TLS)' if tls else ''}: {exc}") from None
-        return cls(transport, protocol)
+        return stream
+
+    async def _attach(self, tls: ssl.SSLContext | None = None) -> tuple[asyncio.Transport, _DataProtocol]:
+        """The transport of this connection (made on first use)."""
+        if self.transport is None or self.protocol is None:
+            protocol = _DataProtocol()
+            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: protocol, sock=self.sock, ssl=tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls is not None else None)
+            self.transport, self.protocol = transport, protocol  # type: ignore[assignment]
+        return self.transport, self.protocol  # type: ignore[return-value]
 
     async def send_bytes(self, data: bytes) -> None:
         """Send ``data`` (a listing, the index file)."""
-        self.transport.write(data)
-        await self.protocol.drain()
+        transport, protocol = await self._attach()
+        transport.write(data)
+        await protocol.drain()
         self.bytes += len(data)
 
     async def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
@@ -236,19 +259,42 @@ class DataStream:
         if count <= 0:
             return
         loop = asyncio.get_running_loop()
-        sent = await loop.sendfile(self.transport, file, offset, count)
-        self.bytes += sent
-        if sent != count:
-            raise ConnectionError(f"sent {sent} of {count} bytes")
+        if self.transport is not None:
+            sent = await loop.sendfile(self.transport, file, offset, count)
+            self.bytes += sent
+            if sent != count:
+                raise ConnectionError(f"sent {sent} of {count} bytes")
+            return
+        fd, source, position, end = self.sock.fileno(), file.fileno(), offset, offset + count
+        while position < end:
+            try:
+                sent = os.sendfile(fd, source, position, min(end - position, SENDFILE_CHUNK))
+            except BlockingIOError:
+                await self._writable(loop, fd)
+                continue
+            if sent == 0:
+                raise ConnectionError("file ended early")
+            position += sent
+            self.bytes += sent
+
+    @staticmethod
+    async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        ready = loop.create_future()
+        loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_writer(fd)
 
     async def receive_to(self, file: BinaryIO, limit: int = 0) -> None:
         """Copy everything the client sends into ``file`` until end of data.
 
         ``limit`` > 0 stops at that many bytes (MaxFileSize) with OverflowError.
         """
+        _, protocol = await self._attach()
         batch = bytearray()
         while True:
-            chunk = await self.protocol.read()
+            chunk = await protocol.read()
             if not chunk:
                 break
             batch += chunk
@@ -263,6 +309,9 @@ class DataStream:
 
     async def close(self) -> None:
         """Close gracefully (TLS close_notify, then FIN), never raising."""
+        if self.transport is None or self.protocol is None:
+            self.sock.close()
+            return
         try:
             self.transport.close()
             await asyncio.wait_for(asyncio.shield(self.protocol.closed), 5.0)
@@ -271,4 +320,7 @@ class DataStream:
 
     def abort(self) -> None:
         """Drop the connection at once (ABOR)."""
-        self.transport.abort()
+        if self.transport is None:
+            self.sock.close()
+        else:
+            self.transport.abort()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -31,6 +32,7 @@ import dns.resolver
 from bbs.errors import BBSError, Reason
 from bbs.filebase import FileBase
 from bbs.listeners import ServiceHandler
+from bbs.tlscert import server_context
 from ftp.vfs import VFS
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class FTPService:
         self.lookup = PasvLookup(cfg.hostname, resolver) if "LOOKUP_PASV_IP" in self.options else None
         self.sessions: set[Any] = set()
         self._open_lock = asyncio.Lock()
+        self._data_tls: ssl.SSLContext | None = None
 
     async def ready(self) -> None:
         """Open the file base on first use."""
@@ -111,7 +114,21 @@ class FTPService:
                 await self.files.open()
 
     def tls_context(self):
+        """The control connection's TLS context (the App's)."""
         return self.app.tls_context()
+
+    def data_tls_context(self) -> ssl.SSLContext:
+        """TLS for data connections: the same certificate, but no TLS 1.3
+        session tickets. A client that only uploads never reads the tickets,
+        so its close() would reset the connection (unread data) and the
+        upload's last bytes and close_notify could be lost."""
+        if self._data_tls is None:
+            self.app.tls_context()  # makes the certificate on first use
+            glob = self.app.config.server.global_
+            context = server_context(glob.tls_certificate, glob.tls_private_key)
+            context.num_tickets = 0
+            self._data_tls = context
+        return self._data_tls
 
     async def pasv_address(self, local: str) -> str:
         """The IPv4 address a 227 reply advertises: the looked-up Hostname

@@ -16,6 +16,7 @@ leaves nothing listed. APPE and REST+STOR continue an existing file in place
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -144,7 +145,7 @@ class TransferCommands:
         return self.pasv is not None or self.active is not None
 
     async def _open_stream(self) -> DataStream:
-        tls = self.service.tls_context() if self.prot_p else None
+        tls = self.service.data_tls_context() if self.prot_p else None
         if self.pasv is not None:
             listener, self.pasv = self.pasv, None
             try:
@@ -373,11 +374,13 @@ class TransferCommands:
                 if file is not None:
                     file.close()
             self._data_log("sent %s: %d bytes from offset %d", name, sent, offset)
-            if listed.record is not None:
-                await self.service.files.count_download(node.dir.code, listed.record.name)
-            await self.app.users.add_stats(self.user.number, downloads=1, download_bytes=sent)
             log.info("%s downloaded %s/%s (%d bytes)", self.prefix, node.dir.code, name, sent)
             await self.reply(226, "Transfer complete.")
+            if listed.record is not None:
+                self.later(self.service.files.count_download(node.dir.code, listed.record.name),
+                           "counting a download")
+            self.later(self.app.users.add_stats(self.user.number, downloads=1, download_bytes=sent),
+                       "crediting a download")
 
         await self._start(work, "RETR")
 
@@ -442,11 +445,20 @@ class TransferCommands:
 
         async def work() -> None:
             note = f" (unique name {name})" if mode == "STOU" else ""
-            await self.reply(150, f"FILE: {name}" if mode == "STOU" else f"Ready to receive {name}{note}.")
-            stream = await self._open_stream()
-            file = await asyncio.to_thread(_open_write, temp or target, create=temp is not None,
-                                           offset=(None if mode == "APPE" else offset) if resume else None)
+            opening = asyncio.ensure_future(asyncio.to_thread(
+                _open_write, temp or target, create=temp is not None,
+                offset=(None if mode == "APPE" else offset) if resume else None))
             try:
+                file = await asyncio.shield(opening)
+            except asyncio.CancelledError:  # ABOR while the thread opens it: undo
+                with contextlib.suppress(OSError):
+                    (await opening).close()
+                if temp is not None:
+                    await asyncio.to_thread(_unlink, temp)
+                raise
+            try:
+                await self.reply(150, f"FILE: {name}" if mode == "STOU" else f"Ready to receive {name}{note}.")
+                stream = await self._open_stream()
                 start = await asyncio.to_thread(file.tell)
                 limit = max(0, cfg.max_file_size - start) if cfg.max_file_size else 0
                 await stream.receive_to(file, limit)
@@ -475,7 +487,8 @@ class TransferCommands:
             else:
                 await self.service.files.add(d.code, final, size, uploader=self.user.alias,
                                              uploader_number=self.user.number, description=desc)
-            await self.app.users.add_stats(self.user.number, uploads=1, upload_bytes=received)
+            self.later(self.app.users.add_stats(self.user.number, uploads=1, upload_bytes=received),
+                       "crediting an upload")
             log.info("%s uploaded %s/%s (%d bytes%s)", self.prefix, d.code, final, received,
                      ", appended" if resume else "")
             self._data_log("received %s: %d bytes", final, received)
