@@ -17,9 +17,8 @@ import asyncio
 import logging
 
 from bbs.app import App
-from bbs.db import Database
 from bbs.listeners import Connection, ServiceHandler
-from bbs.msgbase import MSG_MIGRATIONS, MessageBase
+from bbs.msgbase import MessageBase
 from bbs.runner import ServerParts
 from nodes.io import Link
 from nodes.menus import Menu, load_menus
@@ -37,17 +36,9 @@ class NodeServices:
         from nodes.screens import SCREENS
         self.app = app
         self.menus: dict[str, Menu] = load_menus(app.instance.text / "menu", frozenset(SCREENS))
-        self.msg_db = Database(app.instance.data / "msgs.db", MSG_MIGRATIONS, name="msgs")
-        self.msgs = MessageBase(self.msg_db)
+        self.msgs: MessageBase = app.msgs  # opened and closed by the App (shared with NNTP, Gopher)
         self.sessions: set[asyncio.Task] = set()
-        self._open_lock = asyncio.Lock()
         self._released: set[int] = set()
-
-    async def ready(self) -> None:
-        """Open the message base on first use (idempotent)."""
-        if not self.msg_db.is_open:
-            async with self._open_lock:
-                await self.msg_db.open()
 
     def all_busy_message(self) -> bytes:
         return ALL_BUSY.encode("ascii")
@@ -80,7 +71,6 @@ class NodeServices:
         if task is not None:
             self.sessions.add(task)
         try:
-            await self.ready()
             session = Session(self.app, self, link, node, conn.address)
             await session.run(**options)
         except asyncio.CancelledError:
@@ -97,12 +87,11 @@ class NodeServices:
                 pass
 
     async def stop(self) -> None:
-        """After the grace period: cancel sessions left, close the message base."""
+        """After the grace period: cancel the sessions left."""
         for task in list(self.sessions):
             task.cancel()
         if self.sessions:
             await asyncio.wait(list(self.sessions), timeout=2.0)
-        await self.msg_db.close()
 
 
 def create(app: App) -> ServerParts:
