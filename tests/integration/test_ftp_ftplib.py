@@ -397,3 +397,29 @@ def test_bad_input_gets_errors_not_a_crash(port, server):
     assert ftp.sendcmd("HELP").startswith("214")
     ftp.quit()
     assert "Traceback" not in server.stderr()
+
+
+def test_options_index_file_dir_files_and_max_file_size(tmp_path):
+    root = ftp_instance(tmp_path / "bbs", Options="INDEX_FILE | DIR_FILES", MaxFileSize="1K",
+                        MaxInactivity="3")
+    (root / "files/main/text/unlisted.txt").write_bytes(b"placed by the sysop, not in the file base")
+    process = start(root)
+    try:
+        ftp = login(process.ports["ftp"])
+        names = ftp.nlst("/Main/TEXT")
+        assert names[0] == "00index" and "unlisted.txt" in names        # DIR_FILES shows it
+        index = retr(ftp, "/Main/TEXT/00index").decode()
+        assert "readme.txt" in index and "about readme.txt" in index
+        assert ftp.size("/Main/TEXT/00index") == len(index.encode())
+        with pytest.raises(ftplib.error_perm, match=BAD_NAME):
+            ftp.storbinary("STOR /Main/UPLOADS/00index", io.BytesIO(b"x"))
+        with pytest.raises(ftplib.error_perm, match="552"):
+            ftp.storbinary("STOR /Main/UPLOADS/big.bin", io.BytesIO(b"x" * 5000))
+        assert "big.bin" not in ftp.nlst("/Main/UPLOADS")
+        ftp.storbinary("STOR /Main/UPLOADS/small.bin", io.BytesIO(b"x" * 1000))
+        # MaxInactivity = 3 s: an idle control connection is closed with 421
+        assert ftp.getline().startswith("421 Inactivity time-out")
+        ftp.close()
+    finally:
+        process.stop()
+    assert not [p for p in (root / "files/main/uploads").iterdir() if p.name != "small.bin"]
