@@ -59,7 +59,8 @@ def make_instance(root: Path) -> Path:
         ("Global", "Interface", "127.0.0.1"), ("Global", "BindRetryCount", "0"),
         ("Global", "LoginAttemptDelay", "0"), ("Global", "LoginAttemptThrottle", "0"),
         ("Global", "ShutdownGrace", "2"),
-        ("BBS", "TelnetPort", "0"), ("Mail", "SMTPPort", "0"), ("Mail", "SubmissionPort", "0"),
+        ("BBS", "TelnetPort", "0"), ("BBS", "SSHPort", "0"), ("BBS", "RLoginPort", "0"),
+        ("Mail", "SMTPPort", "0"), ("Mail", "SubmissionPort", "0"),
         ("Mail", "TLSSubmissionPort", "0"), ("Mail", "POP3Port", "0"), ("Mail", "TLSPOP3Port", "0"),
         ("FTP", "Port", "0"),
         # SendMail asks only a closed loopback port for DNS: no test reaches outside loopback.

@@ -98,7 +98,7 @@ def test_good_instance_passes_config_check(root):
     result = bbs("config", "check", str(root))
     assert result.returncode == 0, result
     assert result.stderr == ""
-    assert f"{root / 'ctrl'}: OK (15 listener socket(s), 4 message sub(s), 3 file dir(s), nodes 1-4)" in result.stdout
+    assert f"{root / 'ctrl'}: OK (17 listener socket(s), 4 message sub(s), 3 file dir(s), nodes 1-4)" in result.stdout
     assert "telnet     *:2023 tls=off" in result.stdout
     assert not (root / "data" / "user.db").exists()
 

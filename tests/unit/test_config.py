@@ -104,7 +104,7 @@ def test_shipped_sbbs_ini(root):
     assert server.global_.login.tempban_duration == 600.0      # 10m
     assert server.global_.login.filter_duration == 86400.0     # 1d
     assert server.bbs.telnet_port == 2023
-    assert server.bbs.common.options == frozenset()            # "Options =" is no flags, not the default
+    assert server.bbs.common.options == {"ALLOW_SSH", "ALLOW_RLOGIN"}
     assert server.mail.max_msg_size == 20 * MIB
     assert server.mail.common.options == {"ALLOW_POP3", "USE_SUBMISSION_PORT", "TLS_SUBMISSION", "TLS_POP3"}
     assert server.mail.common.max_inactivity == 120.0          # 2m

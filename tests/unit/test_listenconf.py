@@ -97,7 +97,8 @@ def test_defaults_of_an_empty_sbbs_ini(root):
 
 def test_shipped_listeners(root):
     items = load_config(root).listeners
-    assert sockets(items) == [("telnet", "", 2023), ("smtp", "", 2025), ("submission", "", 2587),
+    assert sockets(items) == [("telnet", "", 2023), ("ssh", "", 2022), ("rlogin", "", 2513),
+                              ("smtp", "", 2025), ("submission", "", 2587),
                               ("smtps", "", 2465), ("pop3", "", 2110), ("pop3s", "", 2995),
                               ("ftp", "", 2021)]
     assert [i.tls for i in items if i.tls is TLSMode.ON] and \
