@@ -264,10 +264,11 @@ def pattern_matches(pattern: str, value: str) -> bool:
 
 
 def _parse_ip(text: str) -> IPAddress | None:
-    """Parse an address (brackets and IPv4-mapped form allowed), or None."""
+    """Parse an address (brackets, IPv4-mapped form and a %scope allowed), or None."""
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
+    text = text.split("%", 1)[0]  # a link-local scope id names our interface, not the host
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:

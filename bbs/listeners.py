@@ -30,7 +30,7 @@ from typing import Awaitable, Callable, Iterable
 
 from bbs.config import ServerCommon
 from bbs.events import ConnectionClosed, ConnectionOpened, ConnectionRefused, EventBus
-from bbs.filters import FilterSet
+from bbs.filters import FilterSet, normalize_ip
 from bbs.listenconf import ListenerConfig, TLSMode, parse_networks
 from bbs.loginattempts import LoginAttemptTracker
 
@@ -95,17 +95,6 @@ class Connection:
     def close(self) -> None:
         """Drop the connection at once (console "close socket", shutdown)."""
         self.transport.abort()
-
-
-def normalize_ip(address: str) -> str:
-    """IPv4-mapped IPv6 addresses become IPv4; scope ids are dropped."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        return str(ip.ipv4_mapped)
-    return str(ip)
 
 
 def _in(address: str, networks: Iterable) -> bool:
