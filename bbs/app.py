@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import ssl
-from typing import Callable
+from typing import Awaitable, Callable
 
 from bbs.db import Database
 from bbs.events import EventBus, SecurityEvent
@@ -67,6 +67,9 @@ class App:
         self.telegrams = TelegramStore(self.telegram_db, self.bus)
         #: Set when the BBS begins to stop; sessions may tell their caller and end.
         self.shutdown = asyncio.Event()
+        #: ``async (app, channel) -> exit status``: the live console on a remote channel (SSH
+        #: ``console`` command), registered by the composition root; None: not offered.
+        self.remote_console: Callable[..., Awaitable[int]] | None = None
         self._tls: ssl.SSLContext | None = None
         self.listeners = ListenerManager(bus=self.bus, filters=self.filters, login=self.login,
                                          tls_context=self.tls_context)

@@ -44,6 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bbs import logsetup
     from bbs.app import App
     from bbs.runner import raise_open_file_limit, serve
+    from console.remote import run_remote_console
 
     root = _home(args)
     fresh = not Instance(root).exists()
@@ -60,6 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         app = App(config)
+        app.remote_console = run_remote_console  # sysops' `ssh ... console` (nodes/ssh.py)
         # With the console on the terminal, log lines go to the file and the
         # console's Logs pane only: a write to stderr would tear its screen.
         stream = None if with_console else sys.stderr

@@ -14,9 +14,10 @@ question or a one-line prompt. It draws from a :class:`~console.model.ConsoleMod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import urwid
 
@@ -55,7 +56,10 @@ PALETTE = [
 
 
 class SysopConsole(urwid.WidgetWrap):
-    """The live console for one App. ``stop`` is the event ``serve`` waits on."""
+    """The live console for one App. ``stop`` is the event ``serve`` waits on
+    (set by :meth:`quit` after the sysop confirms :attr:`quit_question`)."""
+
+    quit_question = "Stop the BBS and quit the console?"
 
     def __init__(self, app: Any, stop: asyncio.Event, *, model: ConsoleModel,
                  read_queue: Callable[[], Awaitable[list]] | None = None,
@@ -211,7 +215,7 @@ class SysopConsole(urwid.WidgetWrap):
         elif isinstance(key, str) and len(key) == 1 and key.isdigit() and 1 <= int(key) <= len(self.panes):
             self.select(int(key) - 1)
         elif key in ("q", "Q", "f10"):
-            self.confirm("Stop the BBS and quit the console?", self.quit)
+            self.confirm(self.quit_question, self.quit)
         else:
             return key
         return None
@@ -242,19 +246,23 @@ def mail_queue_reader(app: Any) -> tuple[Callable[[], Awaitable[list]], Callable
     return read, close
 
 
-async def run_console(app: Any, serve: Callable[..., Awaitable[int]], *, screen: Any = None) -> int:
-    """Run ``serve(app, stop=..., announce_password=...)`` under the console
-    on this terminal; returns serve's exit status. The screen is restored
-    before returning, whatever happens."""
+@contextlib.asynccontextmanager
+async def open_console(app: Any, stop: asyncio.Event, *, screen: Any = None,
+                       console_class: type[SysopConsole] = SysopConsole) -> AsyncIterator[SysopConsole]:
+    """A ``console_class`` for ``app`` drawn on ``screen`` (None: this
+    process's terminal) for the duration of the block: its own
+    :class:`ConsoleModel` subscribed to the App's bus, its own urwid
+    ``MainLoop`` started on the running loop, the one-second tick. On exit
+    everything is undone (bus subscription, timers, tasks, the screen
+    restored), whatever happens; ``stop`` is only handed to the console."""
     loop = asyncio.get_running_loop()
     queue = mail_queue_reader(app)
     read_queue = queue[0] if queue else None
-    stop = asyncio.Event()
     model = ConsoleModel(nodes=app.nodes.records(), connections=app.listeners.connections,
                          schedule=loop.call_later)
     model.attach(app.bus)
-    console = SysopConsole(app, stop, model=model, read_queue=read_queue,
-                           extra_panes=[ScfgView(app.instance.root)])
+    console = console_class(app, stop, model=model, read_queue=read_queue,
+                            extra_panes=[ScfgView(app.instance.root)])
     main_loop = urwid.MainLoop(console, PALETTE, screen=screen, handle_mouse=False,
                                event_loop=urwid.AsyncioEventLoop(loop=loop))
     console.main_loop = main_loop
@@ -265,27 +273,42 @@ async def run_console(app: Any, serve: Callable[..., Awaitable[int]], *, screen:
         model.tick()
         ticker = loop.call_later(TICK_INTERVAL, tick)
 
-    main_loop.start()
     try:
-        tick()
-        for pane in console.panes:
-            if isinstance(pane, MailQueuePane):
-                console.spawn(pane.reload())
-        return await serve(app, stop=stop, announce_password=console.announce_password)
+        main_loop.start()
+        try:
+            tick()
+            for pane in console.panes:
+                if isinstance(pane, MailQueuePane):
+                    console.spawn(pane.reload())
+            yield console
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            console.main_loop = None
+            console.close()
+            main_loop.stop()
     finally:
-        if ticker is not None:
-            ticker.cancel()
         model.detach()
         model.on_flush = None
-        console.main_loop = None
-        console.close()
-        main_loop.stop()
         if queue is not None:
             await queue[1]()
+
+
+async def run_console(app: Any, serve: Callable[..., Awaitable[int]], *, screen: Any = None) -> int:
+    """Run ``serve(app, stop=..., announce_password=...)`` under the console
+    on this terminal; returns serve's exit status. The screen is restored
+    before returning, whatever happens."""
+    stop = asyncio.Event()
+    console: SysopConsole | None = None
+    try:
+        async with open_console(app, stop, screen=screen) as console:
+            return await serve(app, stop=stop, announce_password=console.announce_password)
+    finally:
         # The screen is the terminal's again: a notice nobody dismissed (the
         # sysop password of a first start that failed) and what went wrong.
-        if console._notice is not None:
-            print(console._notice, file=sys.stderr)
-        for event in model.logs:
-            if event.level >= logging.ERROR:
-                print(log_row(event), file=sys.stderr)
+        if console is not None:
+            if console._notice is not None:
+                print(console._notice, file=sys.stderr)
+            for event in console.model.logs:
+                if event.level >= logging.ERROR:
+                    print(log_row(event), file=sys.stderr)

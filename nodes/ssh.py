@@ -14,6 +14,11 @@ rules; the configured new-user name (``[BBS] SSHNewUserName``, default
 authenticated is logged straight in (no second prompt). A PTY gives the
 terminal type and size; window-change requests resize the session.
 
+Remote console: the exec command ``console`` (``ssh -t -p PORT sysop@host
+console``) from a sysop (level 90+) runs ``app.remote_console`` on the
+channel instead of a node session, when the composition root registered
+one; anyone else is refused with exit status 1. Other commands are refused.
+
 Host keys (Ed25519 and RSA) are generated on first start in ``data/ssh/``
 with mode 0600. Algorithms: the modern set first, then the configured
 legacy names (``[BBS] SSHLegacyAlgorithms``) so cryptlib-based BBS terminals
@@ -55,6 +60,10 @@ MODERN_SIGNATURES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-
 HOST_KEYS = (("ssh_host_ed25519_key", "ssh-ed25519", {}), ("ssh_host_rsa_key", "ssh-rsa", {"key_size": 2048}))
 #: Seconds a client has to authenticate (OpenSSH's LoginGraceTime is 120).
 LOGIN_TIMEOUT = 120
+#: The exec command that opens the remote sysop console.
+CONSOLE_COMMAND = "console"
+CONSOLE_REFUSED = b"console: only a sysop (security level 90+) may open the remote console\r\n"
+CONSOLE_UNAVAILABLE = b"console: the remote console is not available in this BBS\r\n"
 
 
 def classify_algorithms(names) -> dict[str, list[str]]:
@@ -128,6 +137,7 @@ class NodeSSHSession(asyncssh.SSHServerSession):
         self.server = server
         self.link: SSHLink | None = None
         self.task: asyncio.Task | None = None
+        self.command: str | None = None
 
     def connection_made(self, chan) -> None:
         self.link = SSHLink(chan)
@@ -142,13 +152,20 @@ class NodeSSHSession(asyncssh.SSHServerSession):
         return True
 
     def exec_requested(self, command: str) -> bool:
+        if command.strip() == CONSOLE_COMMAND:
+            self.command = CONSOLE_COMMAND
+            return True
         return False
 
     def subsystem_requested(self, subsystem: str) -> bool:
         return False
 
     def session_started(self) -> None:
-        self.task = asyncio.ensure_future(self.server.service.start_session(self.server, self.link))
+        service = self.server.service
+        if self.command == CONSOLE_COMMAND:
+            self.task = asyncio.ensure_future(service.start_console(self.server, self.link))
+        else:
+            self.task = asyncio.ensure_future(service.start_session(self.server, self.link))
 
     def data_received(self, data: bytes, datatype) -> None:
         self.link.feed(data)
@@ -250,3 +267,27 @@ class SSHService:
             link.close()
             return
         await self.services.run_session(link, conn, node, preauth=server.user, new_user=server.new_user)
+
+    async def start_console(self, server: NodeSSHServer, link: SSHLink) -> None:
+        """The ``console`` command: ``app.remote_console`` on this channel for
+        a sysop; a refusal and exit status 1 for anyone else. Takes no node;
+        never raises; the channel is closed when it returns."""
+        app = self.services.app
+        address, user = server.conn.address, server.user
+        status = 1
+        try:
+            if user is None or not user.is_sysop:
+                log.warning("ssh %s: remote console refused to %r (not a sysop)", address, server.username[:40])
+                link.write(CONSOLE_REFUSED)
+            elif app.remote_console is None:
+                link.write(CONSOLE_UNAVAILABLE)
+            else:
+                log.info("ssh %s: %s opened the remote console", address, user.alias)
+                server.conn.user = user.alias
+                status = await app.remote_console(app, link)
+                log.info("ssh %s: %s closed the remote console", address, user.alias)
+        except Exception:
+            log.exception("ssh %s: remote console crashed; closing it", address)
+        finally:
+            if not link.chan.is_closing():
+                link.chan.exit(status)
