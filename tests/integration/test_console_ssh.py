@@ -20,6 +20,8 @@ NODE1_WAITING = r"   1  waiting "
 NODE1_LOGGING_ON = r"   1  logging on\s+-\s+logging on\s+telnet\s+127\.0\.0\.1"
 QUIT_QUESTION = r"Close this remote console\? \(the BBS keeps running\) \[y/N\]"
 REFUSED = "only a sysop (security level 90+) may open the remote console"
+#: urwid moving to the first column of the last row (the footer) of a 20-row window.
+FOOTER_AT_ROW_20 = "\x1b[20;1H"
 PASSWORD_LINE = re.compile(r"Sysop account 'Sysop' created\. Password: (\S+)")
 
 
@@ -70,6 +72,8 @@ def test_sysop_opens_the_console_over_ssh_and_quitting_leaves_the_bbs_running(bo
         console.expect(NODE1_LOGGING_ON)                 # the remote console is live
         second.expect(NODE1_LOGGING_ON)
         second.close(force=True)                         # dropping one SSH session ends only that console
+        console.setwinsize(20, COLS)                     # SSH window-change: redrawn at the new size
+        console.expect_exact(FOOTER_AT_ROW_20)
         console.send("q")
         console.expect(QUIT_QUESTION)
         console.send("y")
@@ -104,3 +108,14 @@ def test_a_caller_who_is_not_a_sysop_is_refused_the_console(board: BBSProcess):
     assert board.proc.poll() is None
     log = (board.root / "data" / "logs" / "bbs.log").read_text()
     assert "remote console refused to 'Alice' (not a sysop)" in log
+
+
+def test_stopping_the_bbs_closes_the_remote_console(board: BBSProcess):
+    console = ssh_console(board.ports["ssh"], "Sysop", sysop_password(board))
+    try:
+        console.expect(NODES_TAB)
+        assert board.stop() == 0
+        console.expect(pexpect.EOF)
+    finally:
+        console.close(force=True)
+    assert "BBS stopped" in board.stderr()
