@@ -342,8 +342,8 @@ class Session:
         return saved
 
     async def logged_on(self, user: User) -> None:
-        """Record the logon, update the node, greet, show last callers and
-        waiting telegrams."""
+        """Record the logon, update the node, greet, show last callers,
+        waiting telegrams and the count of new e-mail."""
         user = await self.app.users.record_logon(user.number)
         self.user = user
         self.logon_time = time.time()
@@ -365,6 +365,8 @@ class Session:
             self._telegram_ids.append(telegram.id)
         await self.term.show_notices()
         await self.mark_telegrams()
+        from nodes.screens.email import logon_notice  # screens import this module
+        await logon_notice(self)
 
     async def show_last_callers(self, callers: list[dict]) -> None:
         if not callers:
