@@ -3,9 +3,9 @@
 :func:`create` is called by the composition root (:mod:`bbs.runner`) after
 ``App.open`` and returns the :class:`~bbs.runner.ServerParts` for the
 ``ftp`` service (every ``[Listener:*]`` with ``Service = ftp``, implicit TLS
-included). The file base (``data/file.db``) opens on first use and closes in
-``stop``. Sessions are :class:`ftp.session.Session`; what they share is an
-:class:`FTPService`.
+included). The file base is the App's (``app.files``, ``data/file.db``),
+the one the terminal server and Gopher read. Sessions are
+:class:`ftp.session.Session`; what they share is an :class:`FTPService`.
 
 ``[FTP]`` keys used (Synchronet's names): ``MaxInactivity`` (control
 connection idle limit), ``PasvIpAddress`` (advertised in 227 instead of the
@@ -98,7 +98,7 @@ class FTPService:
         self.app = app
         self.cfg = cfg
         self.options = cfg.common.options
-        self.files = FileBase(app.instance.data / "file.db")
+        self.files: FileBase = app.files  # the App's file base (data/file.db), shared with the nodes
         self.vfs = VFS(app.config.files, self.files, dir_files="DIR_FILES" in self.options,
                        index_name=cfg.index_file_name if "INDEX_FILE" in self.options else "")
         self.inactivity = cfg.common.max_inactivity
@@ -108,7 +108,7 @@ class FTPService:
         self._data_tls: ssl.SSLContext | None = None
 
     async def ready(self) -> None:
-        """Open the file base on first use."""
+        """Make sure the file base is open (``App.open`` opens it)."""
         if not self.files.is_open:
             async with self._open_lock:
                 await self.files.open()
@@ -152,15 +152,10 @@ class FTPService:
         finally:
             self.sessions.discard(session)
 
-    async def stop(self) -> None:
-        """Called by the composition root after the sessions have drained."""
-        if self.files.is_open:
-            await self.files.close()
-
 
 def create(app: Any) -> Any:
     """The FTP server's parts for :mod:`bbs.runner`."""
     from bbs.runner import ServerParts
 
     service = FTPService(app)
-    return ServerParts(handlers={"ftp": ServiceHandler(stream=service.handle)}, stop=service.stop)
+    return ServerParts(handlers={"ftp": ServiceHandler(stream=service.handle)})
