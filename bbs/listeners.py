@@ -563,7 +563,12 @@ def _track_close(protocol: asyncio.BaseProtocol, on_close: Callable[[], None]) -
 
 def _make_socket(address: str, port: int, transport: str = "tcp") -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM)
+    # An explicit protocol number: asyncio sets TCP_NODELAY only on sockets whose
+    # proto is IPPROTO_TCP (without it every reply can wait for a delayed ACK).
+    if transport == "udp":
+        sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    else:
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import os
 import random
 import socket
 import ssl
 from typing import BinaryIO
+
+from bbs.filters import normalize_ip
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class PassiveListener:
                 sock, addr = await asyncio.wait_for(loop.sock_accept(self.sock), remaining)
             except asyncio.TimeoutError:
                 raise DataError("no data connection arrived") from None
-            if normalize(addr[0]) == normalize(peer):
+            if normalize_ip(addr[0]) == normalize_ip(peer):
                 return sock
             log.warning("FTP data connection to passive port %d from %s refused (control is %s)",
                         self.port, addr[0], peer)
@@ -98,17 +99,6 @@ class PassiveListener:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def normalize(address: str) -> str:
-    """IPv4-mapped IPv6 -> IPv4, scope dropped (as bbs.listeners does)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        return str(ip.ipv4_mapped)
-    return str(ip)
 
 
 async def connect_active(address: str, port: int, local: str,

@@ -28,9 +28,10 @@ from typing import Any, Awaitable, BinaryIO, Callable
 
 from bbs.errors import BBSError, Reason
 from bbs.filebase import MAX_DESCRIPTION, check_name
+from bbs.filters import normalize_ip
 from ftp import commands as proto
 from ftp.commands import Command
-from ftp.data import DataError, DataStream, PassiveListener, connect_active, normalize
+from ftp.data import DataError, DataStream, PassiveListener, connect_active
 from ftp.server import reply_for
 from ftp.vfs import Kind, Listed, Node, real_file
 
@@ -269,7 +270,7 @@ class TransferCommands:
         if self.epsv_all:
             await self.reply(501, "EPSV ALL was given; use EPSV.")
             return
-        third_party = normalize(address) != normalize(self.conn.address)
+        third_party = normalize_ip(address) != normalize_ip(self.conn.address)
         if (third_party or port < FIRST_UNPRIVILEGED_PORT) and "ALLOW_BOUNCE" not in self.service.options:
             log.warning("%s !BOUNCE attempt refused: data connection to %s port %d", self.prefix, address, port)
             await self.reply(504, "Data connections only to your own address and ports 1024 and up.")
