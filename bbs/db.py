@@ -25,9 +25,11 @@ raised by the work function itself passes through unchanged, after rollback.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -78,6 +80,10 @@ class Database:
         self.name = name or self.path.name
         self._migrations: tuple[Migration, ...] = tuple(migrations)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # Work waiting for the worker thread: (fn, args, future). One thread pass
+        # takes all of it into one transaction (group commit: one fsync).
+        self._pending: collections.deque = collections.deque()
+        self._pending_lock = threading.Lock()
         # Only ever read or written from inside the worker thread.
         self._conn: sqlite3.Connection | None = None
         self._version = 0
@@ -144,7 +150,10 @@ class Database:
         queued; work the thread has started still commits or rolls back.
         """
         executor = self._require_open()
-        future = executor.submit(self._transaction, fn, args)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._pending_lock:
+            self._pending.append((fn, args, future))
+        executor.submit(self._group_commit)
         return await asyncio.wrap_future(future)
 
     async def close(self) -> None:
@@ -308,6 +317,56 @@ class Database:
                     raise
             except sqlite3.Error as exc:
                 raise self._storage_error(f"migration to version {target} failed", exc) from exc
+
+    def _group_commit(self) -> None:
+        """Run every waiting :meth:`run` job in ONE transaction, each inside
+        its own SAVEPOINT (a job that raises is rolled back alone), then
+        COMMIT once: one fsync for the group, and no caller's future resolves
+        before that commit is durable. Concurrent writers (SMTP deliveries,
+        FTP download counts ...) thus share fsyncs instead of queueing for one
+        each."""
+        with self._pending_lock:
+            jobs = list(self._pending)
+            self._pending.clear()
+        jobs = [job for job in jobs if job[2].set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        conn = self._conn
+        if conn is None:
+            for _, _, future in jobs:
+                future.set_exception(BBSError(Reason.STORAGE, f"{self.name}: database is not open"))
+            return
+        outcomes: list[tuple[concurrent.futures.Future, object, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, future in jobs:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = fn(conn, *args)
+                except BaseException as exc:  # this job alone is undone
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    if isinstance(exc, sqlite3.Error):
+                        failure: BaseException = self._storage_error("query failed", exc)
+                        failure.__cause__ = exc
+                        exc = failure
+                    outcomes.append((future, None, exc))
+                    continue
+                conn.execute("RELEASE job")
+                outcomes.append((future, result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = self._storage_error("query failed", exc)
+            for _, _, future in jobs:
+                future.set_exception(error)
+            return
+        for future, result, exc in outcomes:
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
 
     def _transaction(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
         conn = self._conn

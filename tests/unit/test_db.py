@@ -315,3 +315,32 @@ def test_sync_twins_work_without_an_event_loop(tmp_path: Path) -> None:
         db.close_sync()
     assert not db.is_open
     assert raw_rows(path) == [("cli", 7)]
+
+
+def test_concurrent_runs_share_a_commit_but_fail_alone(tmp_path):
+    """Group commit: jobs waiting together run in one transaction, each in its
+    own savepoint, so one job's failure undoes only that job."""
+    async def main():
+        db = Database(tmp_path / "group.db", ["CREATE TABLE t (v INTEGER UNIQUE)"])
+        await db.open()
+
+        def insert(conn, value):
+            conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+            return value
+
+        def insert_then_fail(conn, value):
+            conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+            raise ValueError("no")
+
+        jobs = [db.run(insert, n) for n in range(20)]
+        jobs.insert(5, db.run(insert_then_fail, 100))
+        jobs.insert(9, db.run(insert, 3))                   # duplicate: an sqlite error
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        assert isinstance(results[5], ValueError)
+        assert isinstance(results[9], BBSError) and results[9].reason is Reason.STORAGE
+        assert [r for i, r in enumerate(results) if i not in (5, 9)] == list(range(20))
+        rows = await db.run(lambda conn: [r[0] for r in conn.execute("SELECT v FROM t ORDER BY v")])
+        assert rows == list(range(20))
+        await db.close()
+
+    asyncio.run(main())
