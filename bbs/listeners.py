@@ -45,7 +45,7 @@ def _tag(item: ListenerConfig) -> dict:
 
 #: listen(2) backlog. Kept modest: Python 3.11's accept loop repeats an
 #: out-of-descriptors error once per backlog slot (cpython#151615).
-LISTEN_BACKLOG = 128
+LISTEN_BACKLOG = 1024
 #: Seconds a TLS handshake may take before the connection is dropped.
 TLS_HANDSHAKE_TIMEOUT = 30.0
 #: Seconds a reverse DNS look-up (for host.can) may take; then the host is unknown.
