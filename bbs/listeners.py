@@ -43,8 +43,9 @@ _TAGS = {"bbs": "term", "mail": "mail", "ftp": "ftp", "services": "srvc"}
 def _tag(item: ListenerConfig) -> dict:
     return {"extra": {"tag": _TAGS.get(item.server, "bbs")}}
 
-#: listen(2) backlog. Kept modest: Python 3.11's accept loop repeats an
-#: out-of-descriptors error once per backlog slot (cpython#151615).
+#: listen(2) backlog: room for hundreds of clients connecting at once. (Python
+#: 3.11's accept loop repeats an out-of-descriptors error once per slot,
+#: cpython#151615; bbs.logsetup collapses those lines.)
 LISTEN_BACKLOG = 1024
 #: Seconds a TLS handshake may take before the connection is dropped.
 TLS_HANDSHAKE_TIMEOUT = 30.0
