@@ -354,6 +354,38 @@ class Terminal:
         answer = await self.hotkey(f"\x01n\x01c{question} [{hint}]? \x01n", "YN", "Y" if default else "N")
         return answer == "Y"
 
+    # -- raw bytes (file transfers) ---------------------------------------------
+    async def read_raw(self) -> bytes:
+        """The next bytes from the caller as they came, without key decoding
+        (for ZMODEM and other transfers); b"" once the caller has gone.
+
+        Called by a transfer's input pump, which may be cancelled at any
+        time: a read still under way stays with the terminal, so no byte is
+        lost and the next :meth:`getkey` picks it up. The links already
+        un-escape telnet's IAC IAC (RFC 854) on input; SSH and RLogin carry
+        bytes unchanged.
+        """
+        if self._read_task is None:
+            self._read_task = asyncio.ensure_future(self.link.read())
+        task = self._read_task
+        data = await asyncio.shield(task)
+        if self._read_task is task:
+            self._read_task = None
+        return data
+
+    async def write_bytes(self, data: bytes) -> None:
+        """Write bytes unchanged (no Ctrl-A, no charset) and wait for the
+        output buffer to drain; the telnet link escapes 0xFF as IAC IAC."""
+        self.link.write(data)
+        await self.link.drain()
+
+    def discard_input(self) -> None:
+        """Forget typed-ahead keys (after a transfer: its trailing bytes,
+        such as ZMODEM's "OO", are no keys)."""
+        if self.decoder.holding:
+            self.decoder.flush()
+        self.keys.clear()
+
     # -- detection -----------------------------------------------------------
     async def probe_cpr(self, timeout: float = CPR_TIMEOUT) -> t.CursorReport | None:
         """Ask for the cursor position; the report, or None (dumb terminal)."""

@@ -1,0 +1,319 @@
+"""File areas for callers: `telnet` under pexpect lists, searches and scans
+the file base; an `ftplib` upload is listed at once; ZMODEM downloads and
+uploads run the real lrzsz `rz`/`sz` on the client side over a raw TCP
+connection to the telnet port (a small telnet filter in the test answers
+option negotiation and escapes/un-escapes IAC, RFC 854)."""
+from __future__ import annotations
+
+import asyncio
+import ftplib
+import io
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.integration.ftpsupport import add_user, seed
+from tests.integration.test_terminal_server import MAIN_MENU, logoff, logon, telnet
+from tests.support import BBSProcess, run_async
+
+FILE_MENU = "Files "
+TEXT_DIR_CHOSEN = "Now in Text Files."
+UPLOADS_DIR_CHOSEN = "Now in Uploads."
+ONE_FOUND = "1 file found."
+ALL_NEW = "3 new files."
+NO_NEW = "No new files."
+DOWNLOAD_DENIED = "You may not download from Uploads."
+START_DOWNLOAD = "Start your download now"
+START_UPLOAD = "Start your upload now"
+
+#: Files the sysop placed in Main/TEXT (name -> bytes).
+LIBRARY = {
+    "readme.txt": b"Welcome to the file library.\r\n" * 10,
+    "faq.txt": b"Q: What?\nA: This.\n" * 100,
+    "art.ans": bytes(range(256)) * 40,  # every byte value, 0xFF included
+}
+#: A download with every byte value, telnet's IAC and ZMODEM's ZDLE many times.
+PAYLOAD = bytes(range(256)) * 300
+#: An upload with CR LF, NUL, IAC and CAN (ZDLE) runs.
+UPLOAD = bytes((i * 7) % 256 for i in range(50_000)) + b"\xff\xff\r\n\x00\x18\x18" * 100
+
+needs_lrzsz = pytest.mark.skipif(shutil.which("sz") is None or shutil.which("rz") is None,
+                                 reason="lrzsz (sz/rz) is not installed")
+
+
+@pytest.fixture
+def board(instance: Path):
+    add_user(instance, "Alice", "alicepw1")                 # level 10 (new-user level)
+    add_user(instance, "Carol", "carolpw1", "--level", "5")  # below Uploads' download_ars (LEVEL 10)
+    add_user(instance, "Bob", "bobpw123")
+    seed(instance, "files/main/text", "TEXT", LIBRARY)
+    seed(instance, "files/main/uploads", "UPLOADS", {"payload.bin": PAYLOAD}, uploader="Bob")
+    process = BBSProcess(instance).start()
+    yield process
+    if process.proc and process.proc.poll() is None:
+        assert process.stop() == 0
+    assert "Traceback" not in process.stderr()
+
+
+def choose_dir(caller, number: int, chosen: str) -> None:
+    caller.send("a")
+    caller.expect("Directory number: ")
+    caller.sendline(str(number))
+    caller.expect_exact(chosen)
+
+
+def file_row(root: Path, dir_code: str, name: str):
+    with sqlite3.connect(root / "data" / "file.db") as db:
+        return db.execute("SELECT size, uploader, description, downloads FROM files WHERE dir = ? AND name = ?",
+                          (dir_code, name)).fetchone()
+
+
+def user_stats(root: Path, alias: str):
+    with sqlite3.connect(root / "data" / "user.db") as db:
+        return db.execute("SELECT uploads, upload_bytes, downloads, download_bytes FROM users WHERE alias = ?",
+                          (alias,)).fetchone()
+
+
+def test_list_search_info_and_new_file_scan(board: BBSProcess):
+    alice = telnet(board.ports["telnet"], term="dumb")
+    logon(alice, "Alice", "alicepw1")
+    alice.send("f")
+    alice.expect(FILE_MENU)
+    choose_dir(alice, 3, TEXT_DIR_CHOSEN)
+    alice.send("l")
+    alice.expect("Text Files.*3 files")
+    for name in ("art.ans", "faq.txt", "readme.txt"):  # listed by name
+        alice.expect(re.escape(name) + r" +\S+ +\d{4}-\d\d-\d\d +Sysop +0")
+        alice.expect_exact(f"about {name}")
+    alice.send("s")
+    alice.expect("Search for")
+    alice.sendline("ABOUT FAQ")                           # descriptions, any case
+    alice.expect_exact(ONE_FOUND)
+    alice.expect_exact("faq.txt")
+    alice.send("s")
+    alice.expect("Search for")
+    alice.sendline("*.ans")                               # a name pattern
+    alice.expect_exact(ONE_FOUND)
+    alice.expect_exact("art.ans")
+    alice.send("i")
+    alice.expect("File information for: ")
+    alice.sendline("FAQ.TXT")
+    alice.expect_exact("1,800 bytes")
+    alice.expect_exact("about faq.txt")
+    alice.send("i")
+    alice.expect("File information for: ")
+    alice.sendline("../../../ctrl/sbbs.ini")
+    alice.expect_exact("No file by that name in Text Files.")
+    alice.send("n")
+    alice.expect_exact("New files since the beginning")
+    alice.expect_exact("4 new files.")                    # TEXT's three and Uploads' one
+    alice.send("n")
+    alice.expect_exact(NO_NEW)
+    alice.send("q")
+    alice.expect(MAIN_MENU)
+    logoff(alice)
+
+
+def test_ftp_upload_is_listed_at_once(board: BBSProcess):
+    alice = telnet(board.ports["telnet"], term="dumb")
+    logon(alice, "Alice", "alicepw1")
+    alice.send("f")
+    alice.expect(FILE_MENU)
+    alice.send("n")
+    alice.expect_exact("4 new files.")
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", board.ports["ftp"], timeout=15)
+    ftp.login("Bob", "bobpw123")
+    ftp.storbinary("STOR /Main/UPLOADS/fresh.txt", io.BytesIO(b"fresh bytes\n"))
+    ftp.quit()
+    alice.send("l")                                       # Uploads is the first dir
+    alice.expect("Uploads.*2 files")
+    alice.expect(r"fresh\.txt +12 +\d{4}-\d\d-\d\d +Bob +0")
+    alice.send("n")
+    alice.expect_exact("1 new file.")
+    alice.expect_exact("fresh.txt")
+    alice.send("q")
+    logoff(alice)
+
+
+def test_download_needs_download_ars(board: BBSProcess):
+    carol = telnet(board.ports["telnet"], term="dumb")
+    logon(carol, "Carol", "carolpw1")
+    carol.send("f")
+    carol.expect(FILE_MENU)
+    carol.send("l")
+    carol.expect_exact("payload.bin")                     # she may see the dir
+    carol.send("d")
+    carol.expect_exact(DOWNLOAD_DENIED)
+    carol.expect(FILE_MENU)
+    assert "Download which file" not in carol.before
+    carol.send("q")
+    logoff(carol)
+    assert file_row(board.root, "UPLOADS", "payload.bin")[3] == 0
+
+
+# -- ZMODEM over a raw telnet connection ------------------------------------------
+IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class RawTelnet:
+    """A minimal telnet client: refuses every option, answers the BBS's
+    cursor-position probe, un-escapes IAC IAC in and escapes 0xFF out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.state = "data"
+        self.pending = b""   # decoded data not yet consumed
+        self.text = b""      # decoded data since the last expect (escape sequences kept)
+
+    @classmethod
+    async def connect(cls, port: int) -> "RawTelnet":
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    def decode(self, chunk: bytes) -> bytes:
+        out = bytearray()
+        for byte in chunk:
+            if self.state == "data":
+                if byte == IAC:
+                    self.state = "iac"
+                else:
+                    out.append(byte)
+            elif self.state == "iac":
+                if byte == IAC:
+                    out.append(IAC)
+                    self.state = "data"
+                elif byte in (DO, DONT, WILL, WONT):
+                    self.state = byte
+                elif byte == SB:
+                    self.state = "sb"
+                else:
+                    self.state = "data"
+            elif self.state in (DO, DONT, WILL, WONT):
+                if self.state == DO:
+                    self.writer.write(bytes((IAC, WONT, byte)))
+                elif self.state == WILL:
+                    self.writer.write(bytes((IAC, DONT, byte)))
+                self.state = "data"
+            elif self.state == "sb":
+                self.state = "sb-iac" if byte == IAC else "sb"
+            elif self.state == "sb-iac":
+                self.state = "data" if byte == SE else "sb"
+        return bytes(out)
+
+    async def read(self) -> bytes:
+        chunk = await self.reader.read(65536)
+        if not chunk:
+            raise EOFError("the BBS hung up")
+        return self.decode(chunk)
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data.replace(b"\xff", b"\xff\xff"))
+
+    async def expect(self, marker: str) -> None:
+        """Read until ``marker`` (escape sequences removed) has been shown;
+        the bytes after it stay pending."""
+        needle = marker.encode()
+        while True:
+            plain = _ANSI.sub(b"", self.pending)
+            if needle in plain:
+                self.pending = self.pending[_raw_end(self.pending, needle):]  # what follows stays
+                return
+            data = await self.read()
+            if b"\x1b[6n" in data:
+                self.send(b"\x1b[1;2R")   # ANSI, and the UTF-8 probe moved one column
+            self.pending += data
+
+    async def run_program(self, argv: list[str], cwd: Path) -> int:
+        """Run a transfer program wired to the connection until it exits."""
+        proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        assert proc.stdin and proc.stdout
+        if self.pending:
+            proc.stdin.write(self.pending)
+            self.pending = b""
+
+        async def inbound() -> None:
+            while True:
+                data = await self.read()
+                try:
+                    proc.stdin.write(data)
+                    await proc.stdin.drain()
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+        async def outbound() -> None:
+            while data := await proc.stdout.read(65536):
+                self.send(data)
+                await self.writer.drain()
+
+        feeder = asyncio.ensure_future(inbound())
+        await outbound()
+        code = await proc.wait()
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+        return code
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+def _raw_end(raw: bytes, needle: bytes) -> int:
+    """The index in ``raw`` just after ``needle`` when escape sequences are ignored."""
+    for end in range(len(needle), len(raw) + 1):
+        if _ANSI.sub(b"", raw[:end]).endswith(needle):
+            return end
+    raise AssertionError("marker not in buffer")
+
+
+async def zmodem_session(port: int, workdir: Path) -> None:
+    bbs = await RawTelnet.connect(port)
+    try:
+        await bbs.expect("Login: ")
+        bbs.send(b"Alice\r")
+        await bbs.expect("Password: ")
+        bbs.send(b"alicepw1\r")
+        await bbs.expect(MAIN_MENU)
+        bbs.send(b"f")
+        await bbs.expect(FILE_MENU)
+        # download payload.bin from Uploads (the first dir) with the client's rz
+        bbs.send(b"d")
+        await bbs.expect("Download which file: ")
+        bbs.send(b"payload.bin\r")
+        await bbs.expect(START_DOWNLOAD)
+        received = workdir / "received"
+        received.mkdir()
+        assert await bbs.run_program(["rz", "-b", "-q"], received) == 0
+        await bbs.expect("Downloaded payload.bin.")
+        assert (received / "payload.bin").read_bytes() == PAYLOAD
+        # upload with the client's sz
+        source = workdir / "upload.bin"
+        source.write_bytes(UPLOAD)
+        await bbs.expect(FILE_MENU)
+        bbs.send(b"u")
+        await bbs.expect(START_UPLOAD)
+        assert await bbs.run_program(["sz", "-b", "-q", "upload.bin"], workdir) == 0
+        await bbs.expect("Description: ")
+        bbs.send(b"Bytes of every kind\r")
+        await bbs.expect("Thank you! upload.bin is in Uploads.")
+        await bbs.expect(FILE_MENU)
+        bbs.send(b"q")
+        await bbs.expect(MAIN_MENU)
+    finally:
+        await bbs.close()
+
+
+@needs_lrzsz
+def test_zmodem_download_and_upload_over_telnet(board: BBSProcess, tmp_path: Path):
+    run_async(zmodem_session(board.ports["telnet"], tmp_path), timeout=60)
+    uploads = board.root / "files" / "main" / "uploads"
+    assert (uploads / "upload.bin").read_bytes() == UPLOAD
+    assert not [p for p in uploads.iterdir() if p.name.startswith(".rz-")]  # the temp folder is gone
+    assert file_row(board.root, "UPLOADS", "payload.bin")[3] == 1
+    assert file_row(board.root, "UPLOADS", "upload.bin") == (len(UPLOAD), "Alice", "Bytes of every kind", 0)
+    assert user_stats(board.root, "Alice") == (1, len(UPLOAD), 1, len(PAYLOAD))
