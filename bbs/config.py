@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from pathlib import Path
 
 from bbs import options, units
@@ -183,6 +184,10 @@ class MailConfig:
     #: Ours: wait before the first retry of a deferred message; it doubles
     #: for each further attempt, never beyond RescanFrequency.
     retry_delay: float = 300.0
+    #: Ours (Synchronet takes it from SCFG Networks->FidoNet): this system's
+    #: FTN address ``zone:net/node[.point]``; set, netmail to
+    #: ``name@f<node>.n<net>.z<zone>.fidonet`` is accepted and queued.
+    fidonet_address: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,7 +360,23 @@ def _load_mail(ini: IniFile, glob: GlobalConfig) -> MailConfig:
         max_deliveries_per_domain=sec.get("MaxDeliveriesPerDomain", 2, _positive),
         delivery_port=sec.get("DeliveryPort", 25, units.parse_port),
         retry_delay=sec.get("RetryDelay", 300.0, _nonneg_duration),
+        fidonet_address=sec.get("FidoNetAddress", "", _ftn_address),
     )
+
+
+_FTN_ADDRESS = re.compile(r"^(\d{1,5}):(\d{1,5})/(\d{1,5})(?:\.(\d{1,5}))?$")
+
+
+def _ftn_address(text: str) -> str:
+    """A FidoNet address ``zone:net/node[.point]`` (blank: none), normalised."""
+    text = text.strip()
+    if not text:
+        return ""
+    match = _FTN_ADDRESS.fullmatch(text)
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a FidoNet address (zone:net/node[.point], zone 1 or more)")
+    zone, net, node, point = (int(g) if g else 0 for g in match.groups())
+    return f"{zone}:{net}/{node}" + (f".{point}" if point else "")
 
 
 def _load_ftp(ini: IniFile, glob: GlobalConfig) -> FTPConfig:

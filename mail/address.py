@@ -235,6 +235,41 @@ def split_tag(local: str) -> tuple[str, str]:
     return (name, tag) if sep and name else (local, "")
 
 
+#: Synchronet's "virtual" top-level domain of FidoNet netmail (Mail Server
+#: page, FidoNet): never looked up in DNS.
+FIDONET_SUFFIX = ".fidonet"
+_FIDONET = re.compile(r"^(?:p(\d{1,5})\.)?f(\d{1,5})\.n(\d{1,5})\.z(\d{1,5})\.fidonet$")
+#: A QWK network id (Synchronet LEN_QWKID: 8; letters, digits, ``-`` and ``_``).
+_QWK_ID = re.compile(r"^[A-Za-z0-9_-]{1,8}$")
+
+
+def parse_fidonet(domain: str) -> str | None:
+    """``p<point>.f<node>.n<net>.z<zone>.fidonet`` -> ``zone:net/node[.point]``.
+
+    Returns None when ``domain`` is not a FidoNet netmail host (the point
+    part is optional; point 0 is the node itself).
+    """
+    match = _FIDONET.fullmatch(domain.lower().rstrip("."))
+    if match is None:
+        return None
+    point, node, net, zone = (int(g) if g else 0 for g in match.groups())
+    return f"{zone}:{net}/{node}" + (f".{point}" if point else "")
+
+
+def split_bang_path(local: str) -> tuple[str, str] | None:
+    """``QWKID!user`` or ``HUB/NODE!user`` (Synchronet QWK routing) ->
+    (route, user); the route's first hop is checked against the QWK node
+    list by the caller. None when ``local`` is not such a bang path (also
+    for ``a!b!c`` UUCP paths and any ``%``/``@`` in the local part)."""
+    route, bang, user = local.partition("!")
+    if not bang or not user or "!" in user or any(c in "%@" for c in local):
+        return None
+    hops = route.split("/")
+    if not all(_QWK_ID.fullmatch(hop) for hop in hops):
+        return None
+    return "/".join(h.upper() for h in hops), user.strip()
+
+
 def is_local_domain(address: Address, domains: frozenset[str], local_ips: frozenset[str]) -> bool:
     """True when ``address`` is for this system: no domain, one of
     ``domains`` (lower case), or a literal of one of ``local_ips``."""

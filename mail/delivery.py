@@ -6,8 +6,10 @@ The rules of the Synchronet Mail Server page, in order:
    target may be a user, a special prefix or an Internet address (a forced
    relay the sysop configured);
 2. special prefixes: ``local:<user>`` (never forwarded), ``forward:<user>``
-   (to the user's e-mail address); ``sub:<code>`` is recognised and refused
-   until message bases exist;
+   (to the user's e-mail address), ``sub:<code>`` (posted to that message
+   sub; an unknown code raises :class:`UnknownSub`); ``<qwk-id>!<user>``
+   (queued as ``qwk:<user>@<route>`` when the first hop is listed in
+   ``ctrl/qwknodes.cfg``);
 3. ``name#tag``: the tag is refused when listed in the user's
    ``data/user/NNNN.smtptags`` file;
 4. ``sysop``/``postmaster``/the operator's name/the QWK id with
@@ -30,11 +32,13 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 from bbs.errors import BBSError, Reason
 from bbs.mailbox import MailStore
 from bbs.users import User, UserBase
-from mail.address import parse_address, split_prefix, split_tag
+from bbs.filters import FilterList
+from mail.address import parse_address, split_bang_path, split_prefix, split_tag
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,26 @@ EXEMPT_MSGS_WAITING = "W"
 #: User setting (bool) that forwards all of a user's mail to their e-mail address.
 FORWARD_SETTING = "forward_email"
 
+#: Queue recipient prefixes of messages that wait for a network hub, not for
+#: SendMail (no QWK packet nor FTN packet transport yet).
+QWK_PREFIX = "qwk:"
+FIDONET_PREFIX = "fidonet:"
+NETWORK_PREFIXES = (QWK_PREFIX, FIDONET_PREFIX)
+
 _NUMBER = re.compile(r"#?[0-9]+")
+
+
+def is_network_recipient(recipient: str) -> bool:
+    """True for queued ``qwk:``/``fidonet:`` recipients (SendMail skips them)."""
+    return recipient.lower().startswith(NETWORK_PREFIXES)
+
+
+class UnknownSub(BBSError):
+    """``sub:<code>`` names no message sub (reason ``NOT_FOUND``)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(Reason.NOT_FOUND, f"no message sub {code!r}")
+        self.code = code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +85,10 @@ class Target:
     name: str
     user: User | None = None
     forward: str = ""
+    #: Message sub code for ``sub:`` recipients (the body is posted there).
+    sub: str = ""
+    #: Queued network recipient (``qwk:user@ROUTE``, ``fidonet:name@z:n/f``).
+    network: str = ""
 
 
 class AliasTable:
@@ -106,7 +133,9 @@ class Resolver:
 
     def __init__(self, *, users: UserBase, store: MailStore, aliases: AliasTable,
                  options: frozenset[str], default_user: str, max_msgs_waiting: int,
-                 sysop_names: frozenset[str], user_dir: Path) -> None:
+                 sysop_names: frozenset[str], user_dir: Path,
+                 sub_exists: Callable[[str], bool] | None = None,
+                 qwk_nodes: FilterList | None = None, fidonet_address: str = "") -> None:
         self.users = users
         self.store = store
         self.aliases = aliases
@@ -115,6 +144,33 @@ class Resolver:
         self.max_msgs_waiting = max_msgs_waiting
         self.sysop_names = frozenset(n.lower() for n in sysop_names) | SYSOP_ALIASES
         self.user_dir = user_dir
+        self.sub_exists = sub_exists
+        self.qwk_nodes = qwk_nodes
+        self.fidonet_address = fidonet_address
+
+    def qwk_target(self, given: str, local: str) -> Target | None:
+        """A ``<qwk-id>!<user>`` local part whose first hop is a configured
+        QWK node (``ctrl/qwknodes.cfg``) -> a queued ``qwk:`` Target; None
+        for any other local part (the caller treats it as a relay attempt)."""
+        split = split_bang_path(local)
+        if split is None or self.qwk_nodes is None:
+            return None
+        route, user = split
+        self.qwk_nodes.reload_if_changed()
+        first = route.split("/")[0]
+        if not any(e.pattern.upper() == first for e in self.qwk_nodes.entries if not e.negate):
+            return None
+        return Target(given, network=f"{QWK_PREFIX}{user}@{route}")
+
+    def fidonet_target(self, given: str, name: str, node: str) -> Target:
+        """Netmail to ``name`` at FTN address ``node``: a queued ``fidonet:``
+        Target. Raises ``NOT_FOUND`` when no FidoNetAddress is configured."""
+        if not self.fidonet_address:
+            raise BBSError(Reason.NOT_FOUND, "FidoNet netmail needs [Mail] FidoNetAddress")
+        ftn_name = " ".join(name.replace(".", " ").replace("_", " ").split())
+        if not ftn_name:
+            raise BBSError(Reason.NOT_FOUND, "empty netmail name")
+        return Target(given, network=f"{FIDONET_PREFIX}{ftn_name}@{node}")
 
     async def resolve(self, local: str) -> Target:
         """Return the target of local part ``local`` (domain already checked).
@@ -133,9 +189,14 @@ class Resolver:
             if address is not None and address.domain:
                 return Target(given, forward=target)  # forced relay by the sysop's alias
             local = target
+        qwk = self.qwk_target(given, local)
+        if qwk is not None:
+            return qwk
         prefix, rest = split_prefix(local)
         if prefix == "sub:":
-            raise BBSError(Reason.ACCESS_DENIED, "posting to message subs by e-mail is not available")
+            if not rest or self.sub_exists is None or not self.sub_exists(rest):
+                raise UnknownSub(rest)
+            return Target(given, sub=rest)
         if prefix:
             forced_local, forced_forward = prefix == "local:", prefix == "forward:"
             local = rest

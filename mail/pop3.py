@@ -7,6 +7,7 @@ method per command (table-driven pre-checks first) and writes replies.
 * USER/PASS and, with ``[Mail] AllowCramMD5``, APOP (the greeting then
   carries the timestamp);
 * ``name#nospam`` hides spam-tagged mail (Synchronet);
+* ``KILL_READ_SPAM``: spam-tagged messages retrieved (RETR) are deleted at QUIT;
 * DELE marks; deletes happen only at QUIT (RFC 1939 section 6, UPDATE state);
   a dropped connection deletes nothing;
 * STLS (RFC 2595) on the clear port; POP3S listeners are TLS from the start;
@@ -64,6 +65,9 @@ class _Session:
         self.hide_spam = False
         self.messages: list[MessageInfo] = []
         self.deleted: set[int] = set()
+        #: KILL_READ_SPAM: spam-tagged messages retrieved in this session,
+        #: deleted at QUIT like DELE'd ones (RSET does not bring them back).
+        self.killed: set[int] = set()
         self.timestamp = f"<{os.getpid()}.{time.time_ns()}@{service.hostname}>"
         self.done = False
         self.prefix = f"POP3 {conn.service} {conn.address}"
@@ -287,6 +291,8 @@ class POP3Service:
             return
         msg, data = found
         await s.send_lines(f"+OK {len(data)} octets", data)
+        if msg.spam and "KILL_READ_SPAM" in self.options:
+            s.killed.add(int(cmd.args[0]) - 1)
         if not msg.read:
             assert s.user is not None
             await self.store.mark_read(s.user.number, [msg.id])
@@ -313,10 +319,13 @@ class POP3Service:
 
     async def pop3_QUIT(self, s: _Session, cmd: Command) -> None:
         s.done = True
-        if s.user is None or not s.deleted:
+        if s.user is None or not (s.deleted or s.killed):
             await s.send("+OK pybbs POP3 Server signing off")
             return
-        ids = [s.messages[i].id for i in sorted(s.deleted)]
+        if s.killed:
+            log.info("%s KILL_READ_SPAM: deleting %d read spam message(s) of %s", s.prefix,
+                     len(s.killed - s.deleted), s.user.alias)
+        ids = [s.messages[i].id for i in sorted(s.deleted | s.killed)]
         try:
             count = await self.store.delete(s.user.number, ids)
         except BBSError as exc:

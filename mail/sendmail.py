@@ -58,6 +58,7 @@ from bbs.errors import BBSError
 from bbs.events import MailDelivered, MailFailed, MailQueued
 from bbs.filters import FilterList
 from bbs.mailbox import MailStore, QueuedMail
+from mail.delivery import is_network_recipient
 from mail.dsn import Failure, build_dsn
 from mail.mx import Exchanger, MXError, MXResolver
 from mail.smtpclient import ReplyError, SMTPClient, SMTPClientError, client_tls_context
@@ -274,6 +275,8 @@ class SendMail:
             if self._next_due is not None and self._next_due <= now:
                 self._next_due = None
         for item in due:
+            if all(is_network_recipient(r) for r in item.recipients):
+                continue  # qwk:/fidonet: mail waits for its hub (no packet transport here)
             if item.id not in self._active and item.id not in self._finished_during_scan:
                 self._pending[item.id] = item
         self._dispatch()

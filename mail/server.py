@@ -60,7 +60,9 @@ class SMTPService:
         self.resolver = Resolver(
             users=secrets.users, store=store, aliases=AliasTable(inst.ctrl / "alias.cfg"),
             options=self.options, default_user=cfg.default_user, max_msgs_waiting=cfg.max_msgs_waiting,
-            sysop_names=frozenset({system.operator, system.qwk_id}), user_dir=inst.data / "user")
+            sysop_names=frozenset({system.operator, system.qwk_id}), user_dir=inst.data / "user",
+            sub_exists=lambda code: app.config.msgs.sub(code) is not None,
+            qwk_nodes=FilterList.load(inst.ctrl / "qwknodes.cfg"), fidonet_address=cfg.fidonet_address)
         self.timeout = cfg.common.max_inactivity or NO_LIMIT_TIMEOUT
         self._tls = None
 

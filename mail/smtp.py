@@ -14,6 +14,14 @@ STYLE.md are avoided by construction:
 * implicit TLS (SMTPS) passes ``auth_require_tls=False`` (aiosmtpd cannot see
   TLS it did not start), and no STARTTLS is offered there.
 
+Besides MAIL, a transaction may start with RFC 821's SEND, SAML or SOML
+(section 3.4; aiosmtpd knows only MAIL): the message is then delivered as a
+telegram to each BBS user named in RCPT TO (SEND: telegram only; SAML:
+telegram and mailbox; SOML: telegram when the user is on a node, else
+mailbox). Recipients may also be ``sub:<code>`` (the text body is posted to
+that message sub), ``<qwk-id>!<user>`` and FidoNet netmail
+(``name@f<node>.n<net>.z<zone>.fidonet``), both queued for their network hub.
+
 Every core error becomes a reply in :func:`reply_for` (one place).
 Synchronet replies and log lines are kept where the FAQ quotes them
 (``550 Relay not allowed.``, ``SMTP ILLEGAL RELAY ATTEMPT from ...``).
@@ -34,12 +42,13 @@ import secrets
 import time
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from bbs.errors import BBSError, Reason
+from bbs.telegrams import MAX_TELEGRAM
 from bbs.users import User
-from mail.address import Address, is_local_domain, parse_address, parse_path
-from mail.delivery import Target
+from mail.address import FIDONET_SUFFIX, Address, is_local_domain, parse_address, parse_fidonet, parse_path
+from mail.delivery import Target, UnknownSub
 from mail.spam import Listing
 
 log = logging.getLogger(__name__)
@@ -60,7 +69,15 @@ NOT_AVAILABLE = "550 Mailbox unavailable: {name}"
 STORAGE_FAILED = "451 4.3.0 Local error in processing; try again later"
 AUTH_OK = "235 2.7.0 Authentication successful"
 AUTH_BANNED = "421 4.7.0 Too many failed logins; closing connection"
+UNKNOWN_SUB = "550 Unknown message sub: {code}"
+NOT_A_USER = "550 {name} is not a BBS user (SEND, SAML and SOML reach users only)"
+NOT_POSTED = "554 5.6.0 Message not posted: {why}"
 OK = "250 OK"
+
+#: RFC 821 section 3.4: the transaction verbs besides MAIL and what they do.
+MODE_MAIL, MODE_SEND, MODE_SAML, MODE_SOML = "MAIL", "SEND", "SAML", "SOML"
+#: Subject of a post to a sub from mail without one (Synchronet LEN_TITLE applies).
+NO_SUBJECT = "(no subject)"
 
 #: RFC 5321 section 4.5.3.2.7: server timeout for the client's next command is
 #: at least 5 minutes; MaxInactivity 0 ("no limit") becomes this.
@@ -74,6 +91,8 @@ COMMAND_LINE_LIMIT = 512
 
 def reply_for(exc: BBSError, name: str) -> str:
     """The SMTP reply for a core error about recipient ``name`` (one place)."""
+    if isinstance(exc, UnknownSub):
+        return UNKNOWN_SUB.format(code=exc.code or "(none)")
     if exc.reason is Reason.NOT_FOUND:
         return UNKNOWN_USER.format(name=name)
     if exc.reason is Reason.LIMIT:
@@ -89,6 +108,8 @@ class BBSEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.targets: list[Target] = []
+        #: MODE_MAIL, or MODE_SEND/SAML/SOML when the transaction began so.
+        self.mode = MODE_MAIL
 
 
 class SMTPSession(SMTP):
@@ -100,6 +121,31 @@ class SMTPSession(SMTP):
         self.command_size_limits = collections.defaultdict(lambda: COMMAND_LINE_LIMIT)
         super().__init__(handler, **kwargs)
         self.bbs_handler = handler
+        #: The verb of the MAIL-like command being handled (read by handle_MAIL).
+        self.pending_mode = MODE_MAIL
+
+    async def _mail_as(self, mode: str, arg: str | None) -> None:
+        """SEND/SAML/SOML: MAIL FROM's checks and hook, with the envelope's mode set."""
+        self.pending_mode = mode
+        try:
+            await self.smtp_MAIL(arg)
+        finally:
+            self.pending_mode = MODE_MAIL
+
+    @syntax("SEND FROM: <address>")
+    async def smtp_SEND(self, arg: str | None) -> None:
+        """RFC 821 SEND: deliver to the users' terminals (telegram) only."""
+        await self._mail_as(MODE_SEND, arg)
+
+    @syntax("SAML FROM: <address>")
+    async def smtp_SAML(self, arg: str | None) -> None:
+        """RFC 821 SAML: send (telegram) and mail (mailbox)."""
+        await self._mail_as(MODE_SAML, arg)
+
+    @syntax("SOML FROM: <address>")
+    async def smtp_SOML(self, arg: str | None) -> None:
+        """RFC 821 SOML: telegram when the user is on a node, else mailbox."""
+        await self._mail_as(MODE_SOML, arg)
 
     def _create_envelope(self) -> Envelope:
         return BBSEnvelope()
@@ -260,6 +306,8 @@ class SMTPHandler:
             return MALFORMED_ADDRESS
         envelope.mail_from = address or "<>"
         envelope.mail_options.extend(options)
+        if isinstance(envelope, BBSEnvelope):
+            envelope.mode = server.pending_mode
         if self.listing is not None and svc.spam.exempt(sender=address):
             self.log.info("%s sender %s is DNSBL-exempt", self.prefix, address)
             self.listing = None
@@ -289,17 +337,30 @@ class SMTPHandler:
                          address)
             return UNKNOWN_USER.format(name=address)
         local = is_local_domain(parsed, svc.domains, frozenset({conn.local_address}))
-        if not local or parsed.routed:
-            return await self._remote(envelope, parsed, local)
         try:
-            target = await svc.resolver.resolve(parsed.local)
+            if parsed.domain.endswith(FIDONET_SUFFIX) and not parsed.routed and not parsed.quoted \
+                    and (node := parse_fidonet(parsed.domain)) is not None:
+                target = svc.resolver.fidonet_target(address, parsed.local, node)
+            elif local and parsed.routed and not parsed.quoted \
+                    and (qwk := svc.resolver.qwk_target(address, parsed.local)) is not None:
+                target = qwk
+            elif not local or parsed.routed:
+                return await self._remote(envelope, parsed, local)
+            else:
+                target = await svc.resolver.resolve(parsed.local)
         except BBSError as exc:
             self.log.info("%s !SMTP recipient %s refused: %s", self.prefix, address, exc)
-            return reply_for(exc, parsed.local)
+            return reply_for(exc, parsed.local if local else address)
+        if envelope.mode != MODE_MAIL and target.user is None:
+            return NOT_A_USER.format(name=address)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         envelope.targets.append(target)
-        if target.user is not None and not target.forward:
+        if target.sub:
+            self.log.info("%s SMTP RCPT %s -> message sub %s", self.prefix, address, target.sub)
+        elif target.network:
+            self.log.info("%s SMTP RCPT %s -> network mail %s", self.prefix, address, target.network)
+        elif target.user is not None and not target.forward:
             self.log.info("%s SMTP RCPT %s -> user #%d %s", self.prefix, address, target.user.number,
                           target.user.alias)
         else:
@@ -349,22 +410,94 @@ class SMTPHandler:
             return OK
         sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         raw = self._trace(raw, session, sender, envelope, listing, subject)
-        users = list(dict.fromkeys(t.user.number for t in envelope.targets
+        if envelope.mode != MODE_MAIL:
+            return await self._instant(envelope, raw, sender, spam)
+        return await self._store(envelope, envelope.targets, raw, sender, spam)
+
+    async def _store(self, envelope: BBSEnvelope, targets: list[Target], raw: bytes, sender: str,
+                     spam: bool, notify: bool = True) -> str:
+        """Mailboxes, outbound queue, network queue and subs for ``targets``."""
+        svc = self.service
+        users = list(dict.fromkeys(t.user.number for t in targets
                                    if t.user is not None and not t.forward))
-        remote = list(dict.fromkeys(t.forward for t in envelope.targets if t.forward))
+        remote = list(dict.fromkeys(t.forward for t in targets if t.forward))
+        network = list(dict.fromkeys(t.network for t in targets if t.network))
+        subs = list(dict.fromkeys(t.sub.upper() for t in targets if t.sub))
+        from_user = self.user.number if self.user else 0
+        ids: list[int] = []
         try:
-            ids, queued = await svc.store.accept(raw, sender=sender, users=users, remote=remote,
-                                                 recipient=", ".join(envelope.rcpt_tos), spam=spam,
-                                                 from_user=self.user.number if self.user else 0)
+            if users or remote:
+                ids, queued = await svc.store.accept(raw, sender=sender, users=users, remote=remote,
+                                                     recipient=", ".join(envelope.rcpt_tos), spam=spam,
+                                                     from_user=from_user)
+                if queued is not None:
+                    svc.queued(str(queued), sender, remote)
+            if network:
+                # A second transaction when Internet/local recipients came too: a
+                # failure here after the first gives 451 and a retry may duplicate.
+                queued_net = await svc.store.enqueue(sender, network, raw, from_user=from_user)
+                self.log.log(25, "%s SMTP queued #%d for %s: waits for a QWK/FidoNet hub "
+                             "(no packet transport)", self.prefix, queued_net, ", ".join(network))
         except BBSError as exc:
             self.log.error("%s !SMTP cannot store message: %s", self.prefix, exc)
             return STORAGE_FAILED
         self.log.info("%s SMTP received %d bytes from <%s>: %d mailbox(es), %d queued", self.prefix,
-                      len(raw), sender, len(ids), len(remote))
-        if queued is not None:
-            svc.queued(str(queued), sender, remote)
-        if "NO_NOTIFY" not in svc.options and not spam:
+                      len(raw), sender, len(ids), len(remote) + len(network))
+        if subs:
+            refusal = await self._post(subs, raw, sender, spam)
+            if refusal and not (users or remote or network):
+                return refusal
+        if notify and "NO_NOTIFY" not in svc.options and not spam:
             await self._notify(envelope, sender)
+        return OK
+
+    async def _post(self, subs: list[str], raw: bytes, sender: str, spam: bool) -> str | None:
+        """Post the text body to each sub (``sub:`` recipients); a reply on failure."""
+        if spam:
+            self.log.warning("%s !SMTP spam not posted to %s", self.prefix, ", ".join(subs))
+            return None
+        from_name, subject, body = _post_parts(raw, sender)
+        refusal = None
+        for code in subs:
+            try:
+                message = await self.service.app.msgs.post(code, from_name, subject, body)
+            except BBSError as exc:
+                self.log.error("%s !SMTP cannot post to sub %s: %s", self.prefix, code, exc)
+                refusal = (NOT_POSTED.format(why=exc) if exc.reason is Reason.BAD_VALUE
+                           else STORAGE_FAILED)
+                continue
+            self.log.info("%s SMTP posted message from %s to sub %s as #%d", self.prefix, from_name,
+                          code, message.number)
+        return refusal
+
+    async def _instant(self, envelope: BBSEnvelope, raw: bytes, sender: str, spam: bool) -> str:
+        """SEND/SAML/SOML after DATA: telegrams, and mailboxes per the verb."""
+        svc = self.service
+        online = {r.user_number for r in svc.app.nodes.in_use()}
+        _, _, text = _post_parts(raw, sender)
+        header = f"Instant message from {sender or 'unknown'}:\r\n"
+        text = (header + text.strip())[:MAX_TELEGRAM]
+        to_mailbox: list[Target] = []
+        seen: set[int] = set()
+        for target in envelope.targets:
+            user = target.user
+            if user is None or user.number in seen:
+                continue
+            seen.add(user.number)
+            telegram = envelope.mode in (MODE_SEND, MODE_SAML) or user.number in online
+            if envelope.mode == MODE_SAML or not telegram:
+                to_mailbox.append(target)
+            if telegram:
+                try:
+                    await svc.app.telegrams.send(user.number, user.alias, sender or "unknown", text)
+                except BBSError as exc:
+                    self.log.error("%s !SMTP %s telegram to %s failed: %s", self.prefix, envelope.mode,
+                                   user.alias, exc)
+                    return STORAGE_FAILED
+                self.log.info("%s SMTP %s telegram from <%s> to %s", self.prefix, envelope.mode, sender,
+                              user.alias)
+        if to_mailbox:
+            return await self._store(envelope, to_mailbox, raw, sender, spam, notify=False)
         return OK
 
     async def _notify(self, envelope: BBSEnvelope, sender: str) -> None:
@@ -422,6 +555,27 @@ _RECEIVED_IP = re.compile(r"\[(\d{1,3}(?:\.\d{1,3}){3})\]")
 
 def _clean(text: str) -> str:
     return "".join(c for c in text if " " < c <= "~" and c not in "<>")[:200]
+
+
+_MESSAGE = email.parser.BytesParser(policy=email.policy.default)
+
+
+def _post_parts(raw: bytes, sender: str) -> tuple[str, str, str]:
+    """(from name, subject, text body) of a message posted to a sub or sent
+    as a telegram: the From display name (else its address, else
+    ``sender``), the decoded Subject and the decoded text/plain part."""
+    try:
+        message = _MESSAGE.parsebytes(raw)
+        name, address = email.utils.parseaddr(str(message.get("From", "") or ""))
+        subject = " ".join(str(message.get("Subject", "") or "").split())
+        part = message.get_body(preferencelist=("plain",))
+        body = part.get_content() if part is not None else ""
+    except Exception:  # malformed MIME: fall back to the raw text
+        name = address = subject = ""
+        body = _body(raw).decode("utf-8", "replace")
+    if not isinstance(body, str):
+        body = ""
+    return (name.strip() or address or sender or "unknown"), (subject or NO_SUBJECT), body
 
 
 def _body(raw: bytes) -> bytes:
