@@ -6,6 +6,7 @@ from __future__ import annotations
 import poplib
 import smtplib
 import socket
+import time
 
 import pytest
 
@@ -252,3 +253,37 @@ def test_bad_fidonet_address_is_a_located_config_error(tmp_path):
     root = mail_instance(tmp_path / "bbs", FidoNetAddress="1:103")
     with pytest.raises(ConfigError, match=r"sbbs\.ini:\d+: \[Mail\] FidoNetAddress"):
         load_config(root)
+
+
+def test_sendmail_leaves_network_mail_for_its_hub(tmp_path):
+    # SendMail on; its DNS is a closed loopback port, so the Internet message
+    # is tried (and deferred) while the QWK one must never be claimed.
+    root = mail_instance(tmp_path / "bbs", "ALLOW_POP3", sendmail=True)
+    (root / "ctrl" / "qwknodes.cfg").write_text("VERT\n")
+    (root / "ctrl" / "relay.cfg").write_text("127.0.0.1\n")
+    server = MailServer(root).start()
+    try:
+        assert rcpt(server, "VERT!rob@bbs.test")[0] == 250
+        assert rcpt(server, "someone@far.example")[0] == 250
+        deadline = time.monotonic() + 20
+        while True:
+            queued = {q.recipients[0]: q for q in server.call(server.app.mail.outbound())}
+            internet = queued["someone@far.example"]
+            if internet.in_transit or internet.attempts >= 1:
+                break
+            assert time.monotonic() < deadline, "SendMail never tried the Internet message"
+            time.sleep(0.05)
+        time.sleep(0.3)  # the same scan saw both; give a wrong claim time to land
+        queued = {q.recipients[0]: q for q in server.call(server.app.mail.outbound())}
+        network = queued["qwk:rob@VERT"]
+        assert (network.attempts, network.in_transit, network.last_error) == (0, False, "")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("address", ["VERT!rob%evil.example@bbs.test", '"VERT!rob"@bbs.test',
+                                     "VERT!rob@elsewhere.example"])
+def test_qwk_lookalikes_stay_relay_attempts(start, address):
+    server = start(files={"ctrl/qwknodes.cfg": "VERT\n"})
+    assert rcpt(server, address) == reply_text(RELAY_DENIED)
+    assert server.call(server.app.mail.outbound()) == []
