@@ -460,7 +460,8 @@ class SMTPHandler:
         refusal = None
         for code in subs:
             try:
-                message = await self.service.app.msgs.post(code, from_name, subject, body)
+                message = await self.service.app.msgs.post(
+                    code, from_name, subject, body, from_number=self.user.number if self.user else 0)
             except BBSError as exc:
                 self.log.error("%s !SMTP cannot post to sub %s: %s", self.prefix, code, exc)
                 refusal = (NOT_POSTED.format(why=exc) if exc.reason is Reason.BAD_VALUE
