@@ -233,9 +233,13 @@ class RawTelnet:
                                                     stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.DEVNULL)
         assert proc.stdin and proc.stdout
-        if self.pending:
-            proc.stdin.write(self.pending)
-            self.pending = b""
+        # Like a terminal's ZMODEM auto-start: the program sees the stream
+        # from the first header on (ZPAD ZPAD ZDLE), not the text before it
+        # (a 'C' in that text would make sz fall back to YMODEM).
+        start = self.pending.find(b"**\x18")
+        if start >= 0:
+            proc.stdin.write(self.pending[start:])
+        self.pending = b""
 
         async def inbound() -> None:
             while True:
