@@ -188,6 +188,9 @@ class MailConfig:
     #: FTN address ``zone:net/node[.point]``; set, netmail to
     #: ``name@f<node>.n<net>.z<zone>.fidonet`` is accepted and queued.
     fidonet_address: str = ""
+    #: Ours: seconds one external mail processor (ctrl/mailproc.cfg) may run
+    #: before it is killed and the message accepted unchanged.
+    mail_processor_timeout: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,6 +364,7 @@ def _load_mail(ini: IniFile, glob: GlobalConfig) -> MailConfig:
         delivery_port=sec.get("DeliveryPort", 25, units.parse_port),
         retry_delay=sec.get("RetryDelay", 300.0, _nonneg_duration),
         fidonet_address=sec.get("FidoNetAddress", "", _ftn_address),
+        mail_processor_timeout=sec.get("MailProcessorTimeout", 30.0, _nonneg_duration),
     )
 
 

@@ -19,6 +19,7 @@ from bbs.mailbox import MailStore
 from mail.auth import Secrets
 from mail.delivery import AliasTable, Resolver
 from mail.pop3 import POP3Service
+from mail.processors import MailProcessors
 from mail.relay import LogonsByAddress, RelayPolicy
 from mail.sendmail import create_sendmail
 from mail.smtp import NO_LIMIT_TIMEOUT, SMTPHandler, SMTPSession
@@ -54,6 +55,7 @@ class SMTPService:
         self._base_domains = frozenset(d for d in domains if d)
         self.relay = RelayPolicy(FilterList.load(inst.ctrl / "relay.cfg"), self.options, logons)
         self.spam = SpamGuard(inst.ctrl, inst.data, cfg.dns_server, "USE_TCP_DNS" in self.options)
+        self.processors = MailProcessors(inst.ctrl / "mailproc.cfg", cfg.mail_processor_timeout)
         self.email_can = app.filters.email
         self.subject_can = app.filters.subject
         system = app.config.system

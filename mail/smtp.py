@@ -49,6 +49,7 @@ from bbs.telegrams import MAX_TELEGRAM
 from bbs.users import User
 from mail.address import FIDONET_SUFFIX, Address, is_local_domain, parse_address, parse_fidonet, parse_path
 from mail.delivery import Target, UnknownSub
+from mail.processors import Action
 from mail.spam import Listing
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ AUTH_BANNED = "421 4.7.0 Too many failed logins; closing connection"
 UNKNOWN_SUB = "550 Unknown message sub: {code}"
 NOT_A_USER = "550 {name} is not a BBS user (SEND, SAML and SOML reach users only)"
 NOT_POSTED = "554 5.6.0 Message not posted: {why}"
+#: A ctrl/mailproc.cfg processor exited 2; ``reason`` is its stderr's first line.
+PROCESSOR_REJECTED = "554 5.7.1 {reason}"
 OK = "250 OK"
 
 #: RFC 821 section 3.4: the transaction verbs besides MAIL and what they do.
@@ -410,6 +413,17 @@ class SMTPHandler:
             return OK
         sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         raw = self._trace(raw, session, sender, envelope, listing, subject)
+        verdict = await svc.processors.run(raw, sender, list(envelope.rcpt_tos), conn.address,
+                                           self.log, self.prefix)
+        if verdict.action is Action.REJECT:
+            await svc.spam.log_spam("REFUSED", f"mail processor {verdict.command}: {verdict.reason}",
+                                    host=conn.host, address=conn.address, sender=sender)
+            return PROCESSOR_REJECTED.format(reason=verdict.reason)
+        raw = verdict.raw
+        if verdict.action is Action.SPAM and not spam:
+            spam = True
+            await svc.spam.log_spam("TAGGED", "mail processor", host=conn.host, address=conn.address,
+                                    sender=sender)
         if envelope.mode != MODE_MAIL:
             return await self._instant(envelope, raw, sender, spam)
         return await self._store(envelope, envelope.targets, raw, sender, spam)
