@@ -28,6 +28,7 @@ NO_NEW = "No new files."
 DOWNLOAD_DENIED = "You may not download from Uploads."
 START_DOWNLOAD = "Start your download now"
 START_UPLOAD = "Start your upload now"
+NO_LRZSZ = "File transfers are not available: the ZMODEM programs (lrzsz's sz and rz) are not installed on this BBS."
 
 #: Files the sysop placed in Main/TEXT (name -> bytes).
 LIBRARY = {
@@ -275,13 +276,40 @@ def _raw_end(raw: bytes, needle: bytes) -> int:
     raise AssertionError("marker not in buffer")
 
 
-async def zmodem_session(port: int, workdir: Path) -> None:
-    bbs = await RawTelnet.connect(port)
+class RawSSH(RawTelnet):
+    """The same caller over SSH (asyncssh's client, a PTY, bytes unchanged)."""
+
+    def __init__(self, conn, reader, writer) -> None:
+        super().__init__(reader, writer)
+        self.conn = conn
+
+    @classmethod
+    async def connect_ssh(cls, port: int) -> "RawSSH":
+        import asyncssh
+        conn = await asyncssh.connect("127.0.0.1", port, username="Alice", password="alicepw1",
+                                      known_hosts=None)
+        writer, reader, _ = await conn.open_session(term_type="xterm", term_size=(80, 24), encoding=None)
+        return cls(conn, reader, writer)
+
+    def decode(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def close(self) -> None:
+        self.conn.close()
+        await self.conn.wait_closed()
+
+
+async def zmodem_session(port: int, workdir: Path, *, ssh: bool = False) -> None:
+    bbs = await (RawSSH.connect_ssh(port) if ssh else RawTelnet.connect(port))
     try:
-        await bbs.expect("Login: ")
-        bbs.send(b"Alice\r")
-        await bbs.expect("Password: ")
-        bbs.send(b"alicepw1\r")
+        if not ssh:  # SSH logs straight in after its password
+            await bbs.expect("Login: ")
+            bbs.send(b"Alice\r")
+            await bbs.expect("Password: ")
+            bbs.send(b"alicepw1\r")
         await bbs.expect(MAIN_MENU)
         bbs.send(b"f")
         await bbs.expect(FILE_MENU)
@@ -321,3 +349,39 @@ def test_zmodem_download_and_upload_over_telnet(board: BBSProcess, tmp_path: Pat
     assert file_row(board.root, "UPLOADS", "payload.bin")[3] == 1
     assert file_row(board.root, "UPLOADS", "upload.bin") == (len(UPLOAD), "Alice", "Bytes of every kind", 0)
     assert user_stats(board.root, "Alice") == (1, len(UPLOAD), 1, len(PAYLOAD))
+
+
+@needs_lrzsz
+def test_zmodem_download_and_upload_over_ssh(board: BBSProcess, tmp_path: Path):
+    run_async(zmodem_session(board.ports["ssh"], tmp_path, ssh=True), timeout=60)
+    uploads = board.root / "files" / "main" / "uploads"
+    assert (uploads / "upload.bin").read_bytes() == UPLOAD
+    assert file_row(board.root, "UPLOADS", "payload.bin")[3] == 1
+    assert file_row(board.root, "UPLOADS", "upload.bin") == (len(UPLOAD), "Alice", "Bytes of every kind", 0)
+    assert user_stats(board.root, "Alice") == (1, len(UPLOAD), 1, len(PAYLOAD))
+
+
+def test_transfers_say_so_when_lrzsz_is_missing(instance: Path, tmp_path: Path, monkeypatch):
+    add_user(instance, "Alice", "alicepw1")
+    seed(instance, "files/main/uploads", "UPLOADS", {"payload.bin": b"x"})
+    empty = tmp_path / "no-programs"
+    empty.mkdir()
+    path = Path(shutil.which("telnet") or "/usr/bin/telnet").parent
+    monkeypatch.setenv("PATH", str(empty))              # the BBS finds no sz/rz
+    process = BBSProcess(instance).start()
+    monkeypatch.setenv("PATH", f"{path}")
+    try:
+        alice = telnet(process.ports["telnet"], term="dumb")
+        logon(alice, "Alice", "alicepw1")
+        alice.send("f")
+        alice.expect(FILE_MENU)
+        alice.send("d")
+        alice.expect_exact(NO_LRZSZ)
+        alice.send("u")
+        alice.expect_exact(NO_LRZSZ)
+        assert "Download which file" not in alice.before
+        alice.send("q")
+        logoff(alice)
+    finally:
+        assert process.stop() == 0
+    assert "Traceback" not in process.stderr()
