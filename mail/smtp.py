@@ -175,6 +175,8 @@ class SMTPHandler:
         self.conn = conn
         self.user: User | None = None
         self.listing: Listing | None = None
+        #: Commands delayed so far by DNSBL_THROTTLE.
+        self.throttled = 0
         self.log = logging.LoggerAdapter(log, {"tag": "mail"})
         self.prefix = f"SMTP {conn.service} {conn.address}"
 
@@ -209,7 +211,13 @@ class SMTPHandler:
         return None
 
     async def _throttle(self) -> None:
+        """DNSBL_THROTTLE: delay MAIL and RCPT of a blacklisted client
+        (called first by those hooks; logged at the first delay)."""
         if self.listing is not None and "DNSBL_THROTTLE" in self.service.options:
+            if not self.throttled:
+                self.log.log(25, "%s SMTP THROTTLING blacklisted server %s (%.1fs per command)",
+                             self.prefix, self.conn.address, THROTTLE_DELAY)
+            self.throttled += 1
             await asyncio.sleep(THROTTLE_DELAY)
 
     # -- AUTH (async; see module docstring) ---------------------------------
