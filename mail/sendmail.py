@@ -576,8 +576,11 @@ class SendMail:
     async def _connect(self, host: str, address: str, port: int) -> SMTPClient:
         s = self.settings
         try:
-            return await SMTPClient.connect(address, port, host=host, timeout=s.connect_timeout,
-                                            local_address=s.outbound_interface)
+            client = await SMTPClient.connect(address, port, host=host, timeout=s.connect_timeout,
+                                              local_address=s.outbound_interface)
+            options = self.app.config.server.mail.common.options
+            client.debug_tx, client.debug_rx = "DEBUG_TX" in options, "DEBUG_RX_RSP" in options
+            return client
         except (OSError, asyncio.TimeoutError) as exc:
             code = getattr(exc, "errno", None) or errno.ETIMEDOUT
             log.warning("!SEND ERROR %d connecting to SMTP server: %s [%s] port %d (%s)", code, host,

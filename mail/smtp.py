@@ -403,6 +403,7 @@ class SMTPHandler:
         raw = envelope.original_content or b""
         headers = _HEADERS.parsebytes(raw)
         subject = str(headers.get("Subject", "") or "")
+        self._debug_rx(raw)
         svc.subject_can.reload_if_changed()
         if subject and svc.subject_can.match(subject) is not None:
             self.log.warning("%s !SMTP BLOCKED SUBJECT %r (subject.can)", self.prefix, subject[:80])
@@ -522,6 +523,19 @@ class SMTPHandler:
         if to_mailbox:
             return await self._store(envelope, to_mailbox, raw, sender, spam, notify=False)
         return OK
+
+    def _debug_rx(self, raw: bytes) -> None:
+        """[Mail] DEBUG_RX_HEADER / DEBUG_RX_BODY: log the received message (debug level)."""
+        options = self.service.options
+        if not ({"DEBUG_RX_HEADER", "DEBUG_RX_BODY"} & options):
+            return
+        head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+        if "DEBUG_RX_HEADER" in options:
+            for line in head.decode("utf-8", "replace").split("\n"):
+                self.log.debug("%s RX header: %s", self.prefix, line)
+        if "DEBUG_RX_BODY" in options:
+            for line in body.decode("utf-8", "replace").split("\n"):
+                self.log.debug("%s RX body: %s", self.prefix, line)
 
     async def _notify(self, envelope: BBSEnvelope, sender: str) -> None:
         """NewMailNotice telegram to each local recipient (Synchronet; off with NO_NOTIFY)."""

@@ -207,6 +207,9 @@ class SMTPClient:
         self.extensions: dict[str, str] = {}
         self.tls = False
         self._parser = ReplyParser()
+        #: [Mail] DEBUG_TX / DEBUG_RX_RSP: log what is sent / every reply (debug level).
+        self.debug_tx = False
+        self.debug_rx = False
 
     @classmethod
     async def connect(cls, address: str, port: int, *, host: str = "", timeout: float,
@@ -238,9 +241,14 @@ class SMTPClient:
                 raise SMTPClientError("connection closed by the peer")
             reply = self._parser.line(line)
             if reply is not None:
+                if self.debug_rx:
+                    log.debug("SEND %s RX: %s", self.host, reply.text)
                 return reply
 
-    async def send_line(self, line: str) -> None:
+    async def send_line(self, line: str, shown: str | None = None) -> None:
+        """Send one command line; ``shown`` is what DEBUG_TX logs instead (secrets)."""
+        if self.debug_tx:
+            log.debug("SEND %s TX: %s", self.host, shown if shown is not None else line)
         self.writer.write(line.encode("utf-8") + b"\r\n")
         await self._drain(COMMAND_TIMEOUT)
 
@@ -259,7 +267,7 @@ class SMTPClient:
                       timeout: float = COMMAND_TIMEOUT) -> Reply:
         """Send ``line`` and read the reply; raise ReplyError unless its code is
         ``expected``. ``shown`` replaces the line in errors (AUTH secrets)."""
-        await self.send_line(line)
+        await self.send_line(line, shown)
         return await self.expect(shown or line.split(" ", 1)[0], expected, timeout)
 
     async def expect(self, command: str, expected: int | tuple[int, ...],

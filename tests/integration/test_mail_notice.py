@@ -26,3 +26,18 @@ def test_new_mail_notice_telegram(tmp_path):
 
 def test_no_notify_sends_no_telegram(tmp_path):
     assert send_and_collect(tmp_path, "ALLOW_POP3 | NO_NOTIFY") == []
+
+
+def test_debug_rx_header_and_body_log_the_received_message(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="mail")
+    send_and_collect(tmp_path, "ALLOW_POP3 | DEBUG_RX_HEADER")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.endswith("RX header: Subject: Hi") for line in lines)
+    assert not any("RX body:" in line for line in lines)
+    caplog.clear()
+    send_and_collect(tmp_path / "2", "ALLOW_POP3 | DEBUG_RX_BODY")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.endswith("RX body: Hello.") for line in lines)
+    assert not any("RX header:" in line for line in lines)
