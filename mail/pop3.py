@@ -68,6 +68,9 @@ class _Session:
         #: KILL_READ_SPAM: spam-tagged messages retrieved in this session,
         #: deleted at QUIT like DELE'd ones (RSET does not bring them back).
         self.killed: set[int] = set()
+        #: Ids of unread messages retrieved: marked read together at QUIT or at
+        #: the end of the session (one transaction, not one fsync per RETR).
+        self.retrieved: list[int] = []
         self.timestamp = f"<{os.getpid()}.{time.time_ns()}@{service.hostname}>"
         self.done = False
         self.prefix = f"POP3 {conn.service} {conn.address}"
@@ -115,9 +118,20 @@ class POP3Service:
             await self._loop(session)
         finally:
             if session.user is not None:
+                await self._mark_retrieved(session)
                 self._locked.discard(session.user.number)
                 self.app.bus.publish(UserLogoff(session.user.alias, session.user.number, 0, "pop3"))
             log.info("%s session ended", session.prefix)
+
+    async def _mark_retrieved(self, s: _Session) -> None:
+        """Mark what the session retrieved as read (the nodes' "new" mail)."""
+        if s.user is None or not s.retrieved:
+            return
+        ids, s.retrieved = s.retrieved, []
+        try:
+            await self.store.mark_read(s.user.number, ids)
+        except BBSError as exc:
+            log.error("%s cannot mark %d message(s) read: %s", s.prefix, len(ids), exc)
 
     async def _loop(self, session: _Session) -> None:
         bad = 0
@@ -294,8 +308,7 @@ class POP3Service:
         if msg.spam and "KILL_READ_SPAM" in self.options:
             s.killed.add(int(cmd.args[0]) - 1)
         if not msg.read:
-            assert s.user is not None
-            await self.store.mark_read(s.user.number, [msg.id])
+            s.retrieved.append(msg.id)
 
     async def pop3_TOP(self, s: _Session, cmd: Command) -> None:
         found = await self._fetch(s, cmd.args[0])
@@ -319,6 +332,7 @@ class POP3Service:
 
     async def pop3_QUIT(self, s: _Session, cmd: Command) -> None:
         s.done = True
+        await self._mark_retrieved(s)
         if s.user is None or not (s.deleted or s.killed):
             await s.send("+OK pybbs POP3 Server signing off")
             return
