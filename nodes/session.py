@@ -474,7 +474,7 @@ def record_caller(path: Path, row: dict) -> list[dict]:
         except ValueError:
             continue
     lines = lines[-(LAST_CALLERS_KEPT - 1):] + [json.dumps(row)]
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{id(row)}.tmp")  # one per call: concurrent logons each rename their own
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tmp.replace(path)
     return previous
