@@ -238,13 +238,14 @@ class RawTelnet:
         # from the first header on (ZPAD ZPAD ZDLE), not the text before it
         # (a 'C' in that text would make sz fall back to YMODEM).
         start = self.pending.find(b"**\x18")
-        if start >= 0:
-            proc.stdin.write(self.pending[start:])
+        transcript = bytearray(self.pending[start:] if start >= 0 else b"")
+        proc.stdin.write(bytes(transcript))
         self.pending = b""
 
         async def inbound() -> None:
             while True:
                 data = await self.read()
+                transcript.extend(data)
                 try:
                     proc.stdin.write(data)
                     await proc.stdin.drain()
@@ -261,11 +262,27 @@ class RawTelnet:
         code = await proc.wait()
         feeder.cancel()
         await asyncio.gather(feeder, return_exceptions=True)
+        # What the BBS wrote after the ZMODEM session (the program may have
+        # been fed it before it exited) is the caller's text again.
+        self.pending = bytes(transcript[_zmodem_end(bytes(transcript)):])
         return code
 
     async def close(self) -> None:
         self.writer.close()
         await self.writer.wait_closed()
+
+
+def _zmodem_end(stream: bytes) -> int:
+    """Where a ZMODEM session's bytes end in what the BBS sent: after the
+    sender's "OO" (over and out) or the receiver's last hex header (ZFIN),
+    whichever is later."""
+    over = stream.rfind(b"OO")
+    cut = over + 2 if over >= 0 else 0
+    header = stream.rfind(b"**\x18B")
+    if header >= 0:
+        ends = [i for i in (stream.find(b"\n", header), stream.find(b"\x8a", header)) if i >= 0]
+        cut = max(cut, min(ends) + 1 if ends else len(stream))
+    return cut
 
 
 def _raw_end(raw: bytes, needle: bytes) -> int:
