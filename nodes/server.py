@@ -97,10 +97,12 @@ class NodeServices:
 def create(app: App) -> ServerParts:
     """Called by the composition root; returns the telnet, SSH and RLogin handlers."""
     from nodes.rlogin import rlogin_factory
+    from nodes.screens.chat import ChatChannel
     from nodes.ssh import SSHService
     from nodes.telnet import telnet_factory
 
     services = NodeServices(app)
+    services.chat = ChatChannel()  # the multinode chat channel, shared by every node
     handlers = {"telnet": ServiceHandler(protocol=telnet_factory(services)),
                 "rlogin": ServiceHandler(protocol=rlogin_factory(services))}
     wanted = {item.service for item in app.config.listeners}

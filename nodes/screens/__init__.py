@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from nodes.screens import email, files, general, messages
+from nodes.screens import chat, email, files, general, messages
 
 Screen = Callable[..., Awaitable[None]]
 
-SCREENS: dict[str, Screen] = {**general.SCREENS, **messages.SCREENS, **email.SCREENS, **files.SCREENS}
+SCREENS: dict[str, Screen] = {**general.SCREENS, **messages.SCREENS, **email.SCREENS, **files.SCREENS,
+                           **chat.SCREENS}

@@ -1,0 +1,178 @@
+"""Chat screens: the multinode chat channel and paging the sysop.
+
+The channel (:class:`ChatChannel`) is one object shared by every node: it is
+created once by :func:`nodes.server.create` as ``services.chat``. Each member
+has an :class:`asyncio.Queue`; a line typed by one member is put on every
+other member's queue at once, and a small task per member moves its queue
+into the terminal's notices, so the line shows while the caller is typing
+(the input line is drawn again after it, like a telegram).
+
+Paging the sysop sends a telegram to the Operator account (main.ini) through
+``app.telegrams.send``; a sysop who is on a node sees it at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import TYPE_CHECKING
+
+from bbs.errors import BBSError, Reason
+from nodes import terminal as t
+
+if TYPE_CHECKING:
+    from nodes.session import Session
+
+log = logging.getLogger(__name__)
+
+#: Longest line a chatter may type.
+LEN_CHAT_LINE = 200
+#: Longest reason for a page.
+LEN_PAGE_REASON = 60
+#: Lines waiting for a member before the oldest are dropped (a stuck caller
+#: must not hold memory for the others).
+QUEUE_LIMIT = 200
+
+
+def _safe(text: str) -> str:
+    """What one caller typed, safe to show others: no Ctrl-A codes, no
+    escape sequences (Ctrl-A codes would be expanded by the terminal)."""
+    return "".join(ch for ch in text if ch.isprintable())
+
+
+@dataclasses.dataclass
+class Member:
+    node: int
+    alias: str
+    queue: asyncio.Queue[str]
+
+
+class ChatChannel:
+    """The multinode chat channel: who is in it and their queues."""
+
+    def __init__(self) -> None:
+        self.members: dict[int, Member] = {}
+
+    def join(self, node: int, alias: str) -> Member:
+        member = Member(node, alias, asyncio.Queue(QUEUE_LIMIT))
+        self.members[node] = member
+        self.broadcast(f"\x01n\x01h\x01y*** [{node}] {alias} has joined the chat.\x01n", exclude=node)
+        return member
+
+    def leave(self, node: int) -> None:
+        member = self.members.pop(node, None)
+        if member is not None:
+            self.broadcast(f"\x01n\x01h\x01y*** [{node}] {member.alias} has left the chat.\x01n", exclude=node)
+
+    def say(self, node: int, text: str) -> None:
+        member = self.members.get(node)
+        if member is not None:
+            self.broadcast(f"\x01n\x01c[{node}] {member.alias}: {_safe(text)}\x01n", exclude=node)
+
+    def who(self) -> list[Member]:
+        return [self.members[n] for n in sorted(self.members)]
+
+    def broadcast(self, line: str, *, exclude: int | None = None) -> None:
+        for member in list(self.members.values()):
+            if member.node == exclude:
+                continue
+            if member.queue.full():
+                member.queue.get_nowait()
+            member.queue.put_nowait(line)
+
+
+def channel_of(session: "Session") -> ChatChannel:
+    """The channel shared by all nodes (made by nodes.server.create)."""
+    channel = getattr(session.services, "chat", None)
+    if channel is None:  # services built without create() (tests)
+        channel = session.services.chat = ChatChannel()
+    return channel
+
+
+async def _pump(session: "Session", member: Member) -> None:
+    """Move the member's queue into the terminal's notices (shown at once)."""
+    while True:
+        line = await member.queue.get()
+        session.term.notify(line)
+
+
+async def chat_join(session: "Session", args: tuple[str, ...]) -> None:
+    """Join the multinode chat channel until /q."""
+    channel = channel_of(session)
+    alias = session.user.alias
+    if session.node in channel.members:  # cannot happen; be safe
+        channel.leave(session.node)
+    session.set_activity("in multinode chat")
+    others = [m for m in channel.who() if m.node != session.node]
+    member = channel.join(session.node, alias)
+    session.log.info("joined multinode chat")
+    pump = asyncio.ensure_future(_pump(session, member))
+    try:
+        await session.print("\r\n\x01n\x01h\x01wMultinode chat\x01n\x01c: type to talk, "
+                            "\x01h/who\x01n\x01c lists who is here, \x01h/q\x01n\x01c leaves.\r\n")
+        await _show_who(session, others, empty="\x01n\x01cNobody else is here yet.\r\n")
+        while True:
+            line = t.printable(await session.term.getline("\x01n\x01h\x01bChat> \x01n", maxlen=LEN_CHAT_LINE))
+            text = line.strip()
+            if not text:
+                continue
+            command = text.lower()
+            if command in ("/q", "/quit"):
+                break
+            if command == "/who":
+                await _show_who(session, channel.who())
+                continue
+            if command.startswith("/"):
+                await session.print("\x01n\x01cCommands: \x01h/who\x01n\x01c, \x01h/q\x01n\x01c.\r\n")
+                continue
+            channel.say(session.node, text)
+    finally:
+        pump.cancel()
+        channel.leave(session.node)
+        session.log.info("left multinode chat")
+    await session.print("\x01n\x01cYou have left the chat.\r\n")
+
+
+async def _show_who(session: "Session", members: list[Member], empty: str = "") -> None:
+    if not members:
+        if empty:
+            await session.print(empty)
+        return
+    await session.print("\x01n\x01h\x01wIn the chat:\x01n\r\n")
+    for m in members:
+        mine = " <- you" if m.node == session.node else ""
+        await session.term.write(f"\x01n\x01h\x01c  node {m.node:>3}  {_safe(m.alias)}{mine}\x01n\r\n")
+
+
+async def page_sysop(session: "Session", args: tuple[str, ...]) -> None:
+    """Page the sysop: a telegram to the Operator account, shown at once when
+    the sysop is on a node."""
+    session.set_activity("paging the sysop")
+    operator = session.system.operator
+    try:
+        sysop = await session.app.users.find(operator)
+    except BBSError as exc:
+        if exc.reason is not Reason.NOT_FOUND:
+            raise
+        await session.print("\x01n\x01h\x01rThere is no sysop account to page.\x01n\r\n")
+        session.log.warning("page: no user named %r (main.ini Operator)", operator)
+        return
+    reason = t.printable(await session.term.getline("\x01n\x01cReason for paging the sysop: \x01h",
+                                                    maxlen=LEN_PAGE_REASON)).strip()
+    if not reason:
+        await session.print("\x01n\x01cNo page sent.\r\n")
+        return
+    alias = session.user.alias
+    try:
+        await session.app.telegrams.send(sysop.number, sysop.alias, alias,
+                                         f"Node {session.node}: {alias} is paging you: {reason}")
+    except BBSError as exc:
+        await session.print(f"\x01n\x01h\x01rNot sent: {exc}.\x01n\r\n")
+        return
+    session.log.info("paged the sysop (%s): %s", sysop.alias, reason)
+    online = any(r.user_number == sysop.number for r in session.app.nodes.in_use())
+    await session.print(f"\x01n\x01h\x01gPage sent to {sysop.alias}"
+                        f"{'' if online else ' (not on line now; shown at their next logon)'}.\x01n\r\n")
+
+
+SCREENS = {"chat_join": chat_join, "page_sysop": page_sysop}
