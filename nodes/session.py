@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -460,9 +461,19 @@ def read_display_file(text_dir: Path, name: str, ansi: bool) -> str | None:
     return None
 
 
+#: Serialises the read-modify-write of logon.lst (record_caller runs in
+#: worker threads; simultaneous logons would otherwise drop each other's line).
+_LOGON_LIST_LOCK = threading.Lock()
+
+
 def record_caller(path: Path, row: dict) -> list[dict]:
     """Append a caller to data/logon.lst (JSON lines) and return the callers
     before this one (oldest first); the file is trimmed to LAST_CALLERS_KEPT."""
+    with _LOGON_LIST_LOCK:
+        return _record_caller(path, row)
+
+
+def _record_caller(path: Path, row: dict) -> list[dict]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
