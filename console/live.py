@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import urwid
 
 from console import actions
-from console.model import ConsoleModel
+from console.model import ConsoleModel, merge_changes
 from console.scfg import ScfgView
 from console.panes import BansPane, ClientsPane, LogsPane, MailQueuePane, NodesPane, Prompt, StatsPane, log_row
 
@@ -69,6 +69,7 @@ class SysopConsole(urwid.WidgetWrap):
         self.model = model
         self.main_loop: urwid.MainLoop | None = None
         self.draws = 0
+        self._deferred: dict[int, Any] = {}  # id(pane) -> the merged batch it has not seen
         self._tasks: set[asyncio.Task] = set()
         self._question: tuple[str, Callable[[], str]] | None = None
         self._notice: str | None = None
@@ -99,6 +100,7 @@ class SysopConsole(urwid.WidgetWrap):
 
     def select(self, index: int) -> None:
         self.current = index % len(self.panes)
+        self._catch_up(self.pane)
         self.frame.body = self.pane
         self._show_tabs()
         self.status()
@@ -111,10 +113,26 @@ class SysopConsole(urwid.WidgetWrap):
         self.tabs.set_text(parts)
 
     def refresh(self, changes: Any) -> None:
-        """Apply one batch of changes to every pane, then draw once."""
-        for pane in self.panes:
-            pane.refresh(changes)
+        """Apply one batch of changes to the pane on screen, then draw once.
+
+        A hidden pane keeps one merged batch (console.model.merge_changes)
+        and applies it when shown: refreshing panes nobody looks at was most
+        of a frame's cost, on the servers' loop.
+        """
+        for index, pane in enumerate(self.panes):
+            if index == self.current or getattr(pane, "always_refresh", False):
+                self._catch_up(pane)
+                pane.refresh(changes)
+            else:
+                waiting = self._deferred.get(id(pane))
+                self._deferred[id(pane)] = changes if waiting is None else merge_changes(waiting, changes)
         self.draw()
+
+    def _catch_up(self, pane: Any) -> None:
+        """Apply the merged batch ``pane`` has not seen yet."""
+        waiting = self._deferred.pop(id(pane), None)
+        if waiting is not None:
+            pane.refresh(waiting)
 
     def draw(self) -> None:
         self.draws += 1

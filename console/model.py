@@ -79,6 +79,20 @@ class Changes:
     tick: bool
 
 
+def merge_changes(older: Changes, newer: Changes) -> Changes:
+    """One batch equivalent to applying ``older`` then ``newer`` (a hidden
+    pane keeps one merged batch instead of a growing list): newer node
+    records win, log lines concatenate within the scroll-back (what falls
+    off counts as dropped), flags are OR-ed."""
+    nodes = {**older.nodes, **newer.nodes}
+    logs = list(older.logs) + list(newer.logs)
+    overflow = max(0, len(logs) - LOG_SCROLLBACK)
+    return Changes(nodes=nodes, connections=older.connections or newer.connections,
+                   logs=logs[overflow:], logs_dropped=older.logs_dropped + newer.logs_dropped + overflow,
+                   stats=older.stats or newer.stats, bans=older.bans or newer.bans,
+                   mail=older.mail or newer.mail, tick=older.tick or newer.tick)
+
+
 class ConsoleModel:
     """Live node table, connections, log scroll-back and counters for one App.
 

@@ -431,6 +431,9 @@ class BansPane(Pane):
 class MailQueuePane(Pane):
     """The outbound Internet mail queue (bbs.mailbox), re-read when mail events arrive."""
 
+    #: Refreshed even when hidden: it only starts a background re-read of the queue.
+    always_refresh = True
+
     title = "Mail"
     help = "re-read on mail events; r re-read now"
 

@@ -96,6 +96,8 @@ def test_a_flood_of_events_is_drawn_in_one_batch(app: App, ui: SysopConsole, tim
     rows = ui.panes[0].texts()
     assert len(rows) == 500 and "user500" in rows[-1] and "step 9" in rows[-1] and "in use" in rows[0]
     logs = ui.panes[2]
+    assert len(logs.walker) == 0                                 # hidden: its batch waits ...
+    ui.select(2)                                                 # ... and is applied when shown
     assert len(logs.walker) == LOG_SCROLLBACK and logs.texts()[-1].endswith("line 5999")
     assert logs.texts()[0].endswith("line 1000")                 # the oldest fell off the scroll-back
     app.bus.publish(log_event("one more"))
@@ -316,3 +318,18 @@ def test_telegram_to_the_user_on_a_node(app: App, timers: Timers):
     refused, done = run_async(scenario())
     assert "node 1 has no user logged on" in refused
     assert "telegram sent to Zaphod on node 1" in done and sent[0].text == "Dinner is ready"
+
+
+def test_hidden_panes_apply_one_merged_batch_when_shown(app: App, ui: SysopConsole, timers: Timers):
+    from console.model import LOG_SCROLLBACK
+
+    ui.select(0)
+    logs = ui.panes[2]
+    for index in range(30):                                       # 30 batches while Logs is hidden
+        for line in range(300):
+            app.bus.publish(log_event(f"batch {index} line {line}"))
+        timers.fire()
+    assert len(logs.walker) == 0
+    ui.select(2)
+    assert len(logs.walker) == LOG_SCROLLBACK                     # the scroll-back, in order
+    assert logs.texts()[-1].endswith("batch 29 line 299") and logs.texts()[0].endswith("batch 13 line 100")
