@@ -245,17 +245,11 @@ class ListenerManager:
         return next(p for s, _, p, _ in self.bound() if s == service)
 
     def admit_datagram(self, item: ListenerConfig, address: str) -> str | None:
-        """Admission for one datagram: the socket and address rules of
-        :meth:`admit` (no connection counts) plus a per-address rate limit."""
-        if item.grant and not _in(address, item.grant):
-            return "not in the listener's Grant list"
-        if _in(address, item.deny):
-            return "in the listener's Deny list"
-        if self._login.is_banned(address):
-            return "temporarily banned"
-        self._filters.ip.reload_if_changed()
-        if self._filters.is_ip_filtered(address) is not None:
-            return "filtered (ip.can)"
+        """Admission for one datagram: the address rules of :meth:`admit`
+        (no connection counts) plus a per-address rate limit."""
+        refusal = self._address_refusal(item, address)
+        if refusal is not None:
+            return refusal
         now = time.monotonic()
         key = (item.service, address)
         start, count = self._udp_seen.get(key, (now, 0))
@@ -269,8 +263,9 @@ class ListenerManager:
         return None
 
     # -- admission -----------------------------------------------------
-    def admit(self, item: ListenerConfig, address: str) -> str | None:
-        """Return why ``address`` may not connect to ``item``, or None to admit."""
+    def _address_refusal(self, item: ListenerConfig, address: str) -> str | None:
+        """The rules every connection and datagram meets: the listener's Grant
+        and Deny lists, temporary bans, and ip.can (unless ipfilter_exempt)."""
         if item.grant and not _in(address, item.grant):
             return "not in the listener's Grant list"
         if _in(address, item.deny):
@@ -283,6 +278,13 @@ class ListenerManager:
         entry = self._filters.is_ip_filtered(address)
         if entry is not None:
             return f"filtered (ip.can line {entry.line})"
+        return None
+
+    def admit(self, item: ListenerConfig, address: str) -> str | None:
+        """Return why ``address`` may not connect to ``item``, or None to admit."""
+        refusal = self._address_refusal(item, address)
+        if refusal is not None:
+            return refusal
         if item.max_per_address and self._per_address.get((item.service, address), 0) >= item.max_per_address:
             return f"too many connections from this address (MaxConcurrentConnections {item.max_per_address})"
         group = self._groups[item.server]
