@@ -100,6 +100,7 @@ COMMANDS: dict[str, CommandSpec] = {s.verb: s for s in (
     _spec("DESC", _L, _REQ, "DESC <text>: description of your next upload"),
     _spec("PASV", _L, _NO, "PASV: passive data connection (IPv4)"),
     _spec("EPSV", _L, _OPT, "EPSV [ALL]: extended passive data connection"),
+    _spec("LPSV", _L, _NO, "LPSV: long passive data connection (IPv4 or IPv6, with its address)"),
     _spec("PORT", _L, _REQ, "PORT h1,h2,h3,h4,p1,p2: active data connection"),
     _spec("EPRT", _L, _REQ, "EPRT |af|address|port|: extended active data connection"),
 )}
@@ -252,6 +253,15 @@ def pasv_reply(address: str, port: int) -> str:
     """The 227 reply text (RFC 959 section 4.1.2) for an IPv4 ``address``."""
     h = address.split(".")
     return f"Entering Passive Mode ({h[0]},{h[1]},{h[2]},{h[3]},{port >> 8},{port & 255})."
+
+
+def lpsv_reply(address: str, port: int) -> str:
+    """The 228 reply text (RFC 1639): address family, address length, the
+    address's bytes, port length and the port's bytes, for IPv4 or IPv6."""
+    packed = ipaddress.ip_address(address).packed
+    family = 4 if len(packed) == 4 else 6
+    fields = (family, len(packed), *packed, 2, port >> 8, port & 255)
+    return f"Entering Long Passive Mode ({','.join(map(str, fields))})."
 
 
 def epsv_reply(port: int) -> str:

@@ -13,8 +13,9 @@ local address, for NAT), ``PasvPortLow``/``PasvPortHigh``, ``Hostname``
 (looked up with dnspython for ``LOOKUP_PASV_IP``), ``IndexFileName``,
 ``MinFileSize``/``MaxFileSize``, and the options ``ALLOW_BOUNCE``,
 ``DEBUG_DATA``, ``DEBUG_RX``, ``DEBUG_TX``, ``DIR_FILES``, ``INDEX_FILE``
-and ``LOOKUP_PASV_IP``. ``PasvIp6Address`` is read for compatibility; EPSV
-replies (RFC 2428) carry no address, so it changes nothing here.
+and ``LOOKUP_PASV_IP``. ``PasvIp6Address`` is the IPv6 address an LPSV reply
+(RFC 1639) advertises on an IPv6 control connection; EPSV replies (RFC 2428)
+carry no address, and PASV is IPv4 only.
 """
 from __future__ import annotations
 
@@ -59,34 +60,39 @@ def reply_for(exc: BBSError) -> tuple[int, str]:
 
 
 class PasvLookup:
-    """LOOKUP_PASV_IP: the IPv4 address of ``hostname`` (the BBS's public
-    name), resolved with dnspython and cached for the record's TTL."""
+    """LOOKUP_PASV_IP: the IPv4 (A) or IPv6 (AAAA) address of ``hostname``
+    (the BBS's public name), resolved with dnspython and cached per family
+    for the record's TTL."""
 
     def __init__(self, hostname: str, resolver: dns.asyncresolver.Resolver | None = None) -> None:
         self.hostname = hostname
         self.resolver = resolver
-        self._cached: tuple[str, float] | None = None
+        self._cached: dict[int, tuple[str, float]] = {}
 
-    async def address(self) -> str | None:
-        """The address, or None when the name does not resolve (logged)."""
+    async def address(self, family: int = 4) -> str | None:
+        """The address of that family (4 or 6), or None when the name does
+        not resolve to one (logged)."""
         try:
-            return str(ipaddress.IPv4Address(self.hostname))
+            literal = ipaddress.ip_address(self.hostname)
+            return str(literal) if literal.version == family else None
         except ValueError:
             pass
         now = time.monotonic()
-        if self._cached and self._cached[1] > now:
-            return self._cached[0]
+        cached = self._cached.get(family)
+        if cached and cached[1] > now:
+            return cached[0]
         if self.resolver is None:
             self.resolver = dns.asyncresolver.Resolver()
+        rdtype = "A" if family == 4 else "AAAA"
         try:
-            answer = await self.resolver.resolve(self.hostname, "A", lifetime=PASV_LOOKUP_TIMEOUT)
+            answer = await self.resolver.resolve(self.hostname, rdtype, lifetime=PASV_LOOKUP_TIMEOUT)
         except (dns.exception.DNSException, OSError) as exc:
-            log.warning("FTP LOOKUP_PASV_IP: %s does not resolve (%s); using the configured address",
-                        self.hostname, exc.__class__.__name__)
+            log.warning("FTP LOOKUP_PASV_IP: %s has no %s record (%s); using the configured address",
+                        self.hostname, rdtype, exc.__class__.__name__)
             return None
         address = str(answer[0])
         ttl = min(max(float(answer.rrset.ttl), PASV_LOOKUP_MIN_TTL), PASV_LOOKUP_MAX_TTL)
-        self._cached = (address, now + ttl)
+        self._cached[family] = (address, now + ttl)
         return address
 
 
@@ -131,14 +137,17 @@ class FTPService:
         return self._data_tls
 
     async def pasv_address(self, local: str) -> str:
-        """The IPv4 address a 227 reply advertises: the looked-up Hostname
-        (LOOKUP_PASV_IP), else PasvIpAddress, else the control connection's
-        local address (the FAQ's "FTP NAT" answer)."""
+        """The address a 227 (IPv4) or 228 (LPSV, IPv4 or IPv6) reply
+        advertises for a control connection to ``local``: the looked-up
+        Hostname (LOOKUP_PASV_IP), else PasvIpAddress / PasvIp6Address, else
+        ``local`` itself (the FAQ's "FTP NAT" answer)."""
+        family = 6 if ":" in local else 4
         if self.lookup is not None:
-            found = await self.lookup.address()
+            found = await self.lookup.address(family)
             if found:
                 return found
-        return self.cfg.pasv_ip_address or local
+        configured = self.cfg.pasv_ip6_address if family == 6 else self.cfg.pasv_ip_address
+        return configured or local
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: Any) -> None:
         """Serve one control connection until QUIT, time-out or disconnect."""

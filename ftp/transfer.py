@@ -222,6 +222,19 @@ class TransferCommands:
         self._data_log("PASV: listening on %s port %d, advertising %s", local, listener.port, address)
         await self.reply(227, proto.pasv_reply(address, listener.port))
 
+    async def ftp_LPSV(self, cmd: Command) -> None:
+        local = self.conn.local_address
+        if self.epsv_all:
+            await self.reply(501, "EPSV ALL was given; use EPSV.")
+            return
+        listener = self._listen(local)
+        if listener is None:
+            await self.reply(425, "Can't open a passive port.")
+            return
+        address = await self.service.pasv_address(local)
+        self._data_log("LPSV: listening on %s port %d, advertising %s", local, listener.port, address)
+        await self.reply(228, proto.lpsv_reply(address, listener.port))
+
     async def ftp_EPSV(self, cmd: Command) -> None:
         arg = cmd.arg.strip().upper()
         local = self.conn.local_address

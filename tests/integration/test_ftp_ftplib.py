@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ftplib
+import ipaddress
 import io
 import socket
 import ssl
@@ -361,6 +362,59 @@ def test_lookup_pasv_ip_advertises_the_hostname_address(tmp_path):
     finally:
         process.stop()
     assert "PASV: listening on 127.0.0.1 port" in (root / "data" / "logs" / "bbs.log").read_text()
+
+
+def _lpsv(reply: str) -> tuple[str, int]:
+    """(address, port) of an RFC 1639 228 reply."""
+    assert reply.startswith("228 Entering Long Passive Mode ("), reply
+    fields = [int(n) for n in reply.split("(")[1].split(")")[0].split(",")]
+    family, length = fields[0], fields[1]
+    packed = bytes(fields[2:2 + length])
+    assert (family, length, fields[2 + length]) in ((4, 4, 2), (6, 16, 2))
+    port = fields[3 + length] * 256 + fields[4 + length]
+    return str(ipaddress.ip_address(packed)), port
+
+
+def test_lpsv_over_ipv6_advertises_pasv_ip6_address(tmp_path):
+    root = ftp_instance(tmp_path / "bbs", Interface="::1", PasvIp6Address="2001:db8::21",
+                        PasvIpAddress="192.0.2.10")
+    process = start(root)
+    try:
+        ftp = ftplib.FTP()
+        ftp.connect("::1", process.ports["ftp"], timeout=15)
+        ftp.login(USER, PASSWORD)
+        address, port = _lpsv(ftp.sendcmd("LPSV"))
+        assert address == "2001:db8::21" and port > 0
+        with pytest.raises(ftplib.error_temp, match="425 PASV is for IPv4"):
+            ftp.sendcmd("PASV")
+        ftp.quit()
+    finally:
+        process.stop()
+
+
+def test_lpsv_without_configuration_advertises_the_local_address_and_transfers(tmp_path):
+    root = ftp_instance(tmp_path / "bbs", Interface="::1", Options="DEBUG_DATA")
+    process = start(root)
+    try:
+        ftp = ftplib.FTP()
+        ftp.connect("::1", process.ports["ftp"], timeout=15)
+        ftp.login(USER, PASSWORD)
+        ftp.voidcmd("TYPE I")
+        ftp.cwd("/Main/TEXT")
+        name, body = next(iter(LIBRARY.items()))
+        address, port = _lpsv(ftp.sendcmd("LPSV"))
+        assert address == "::1"
+        with socket.create_connection((address, port), timeout=15) as data:
+            ftp.sendcmd(f"RETR {name}")
+            received = b""
+            while chunk := data.recv(65536):
+                received += chunk
+        assert received == body
+        assert ftp.voidresp().startswith("226")
+        ftp.quit()
+    finally:
+        process.stop()
+    assert "LPSV: listening on ::1 port" in (root / "data" / "logs" / "bbs.log").read_text()
 
 
 # -- FTPS ------------------------------------------------------------------------

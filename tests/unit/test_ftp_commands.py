@@ -102,6 +102,10 @@ def test_parse_eprt_errors(arg):
 def test_replies():
     assert proto.pasv_reply("192.0.2.10", 1025) == "Entering Passive Mode (192,0,2,10,4,1)."
     assert proto.epsv_reply(40000) == "Entering Extended Passive Mode (|||40000|)."
+    # RFC 1639's own example, and an IPv6 address (af 6, 16 address bytes).
+    assert proto.lpsv_reply("132.235.1.2", 6156) == "Entering Long Passive Mode (4,4,132,235,1,2,2,24,12)."
+    assert proto.lpsv_reply("2001:db8::1", 1025) == (
+        "Entering Long Passive Mode (6,16,32,1,13,184,0,0,0,0,0,0,0,0,0,0,0,1,2,4,1).")
     assert proto.mdtm(0) == "19700101000000"
     assert reply_for(BBSError(Reason.NOT_FOUND)) == (550, "No such file or directory.")
     assert reply_for(BBSError(Reason.STORAGE))[0] == 451
