@@ -24,7 +24,8 @@ API (all ``async``; each raises ``BBSError(STORAGE)`` on disk errors)::
     store = MailStore(instance.data / "mail.db")
     await store.open()                                     # once; idempotent
     ids = await store.deliver([3, 7], raw, sender="a@b", recipient="sysop")
-    ids, qid = await store.accept(raw, sender="a@b", users=[3], remote=["x@example.org"])
+    done = await store.accept(raw, sender="a@b", users=[3], remote=["x@example.org"],
+                              network=["qwk:rob@VERT"])        # Accepted(ids, queued, network)
     await store.count(3)                                   # live messages
     for info in await store.list(3, include_spam=False):   # MessageInfo, oldest first
         raw = await store.read(3, info.id)                 # bytes; marks nothing
@@ -56,7 +57,7 @@ from pathlib import Path
 from bbs.db import Database, Migration
 from bbs.errors import BBSError, Reason
 
-__all__ = ["MAIL_MIGRATIONS", "MailStore", "MessageInfo", "QueuedMail", "header_fields"]
+__all__ = ["MAIL_MIGRATIONS", "Accepted", "MailStore", "MessageInfo", "QueuedMail", "header_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,18 @@ class MessageInfo:
     read: bool
     spam: bool
     from_user: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Accepted:
+    """What :meth:`MailStore.accept` stored: mailbox message ids (one per
+    user), the Internet queue id (``remote``) and the queue id of the
+    network mail (``qwk:``/``fidonet:`` recipients that wait for a hub);
+    a queue id is None when there were no such recipients."""
+
+    ids: list[int]
+    queued: int | None = None
+    network: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,11 +218,14 @@ def _q_deliver(conn: sqlite3.Connection, users: Sequence[int], raw: bytes, sende
 
 
 def _q_accept(conn: sqlite3.Connection, raw: bytes, sender: str, users: Sequence[int],
-              recipient: str, remote: list[str], spam: bool, from_user: int,
-              now: float) -> tuple[list[int], int | None]:
+              recipient: str, remote: list[str], network: list[str], spam: bool, from_user: int,
+              now: float) -> Accepted:
+    # One job, so one savepoint of one group-commit transaction: any failure
+    # below undoes the mailbox rows and the queue rows together.
     ids = _q_deliver(conn, users, raw, sender, recipient, spam, from_user, now) if users else []
     queued = _q_enqueue(conn, sender, remote, raw, from_user, now) if remote else None
-    return ids, queued
+    held = _q_enqueue(conn, sender, network, raw, from_user, now) if network else None
+    return Accepted(ids, queued, held)
 
 
 def _q_list(conn: sqlite3.Connection, user: int, include_spam: bool) -> list[MessageInfo]:
@@ -342,21 +358,24 @@ class MailStore:
                                from_user, time.time())
 
     async def accept(self, raw: bytes, *, sender: str, users: Iterable[int] = (),
-                     remote: Iterable[str] = (), recipient: str = "", spam: bool = False,
-                     from_user: int = 0) -> tuple[list[int], int | None]:
-        """Store one received message for local ``users`` and queue it for
-        ``remote`` Internet addresses, in one transaction (all or nothing).
+                     remote: Iterable[str] = (), network: Iterable[str] = (), recipient: str = "",
+                     spam: bool = False, from_user: int = 0) -> Accepted:
+        """Store one received message for local ``users``, queue it for
+        ``remote`` Internet addresses and hold it for ``network`` recipients
+        (``qwk:``/``fidonet:``, queued apart so SendMail skips them), all in
+        ONE transaction: every part is stored or none, with one fsync.
 
         Called by SMTP after DATA: a 250 may follow as soon as this returns.
-        Returns (mailbox message ids, queue id or None). Raises
-        ``BAD_VALUE`` when both lists are empty or a number is bad, ``STORAGE``.
+        Returns the :class:`Accepted` ids. Raises ``BAD_VALUE`` when every
+        list is empty or a number is bad, ``STORAGE`` (nothing stored).
         """
         numbers = [_check_user(u) for u in users]
         targets = [str(r) for r in remote]
-        if not numbers and not targets:
+        held = [str(r) for r in network]
+        if not numbers and not targets and not held:
             raise BBSError(Reason.BAD_VALUE, "no recipients")
-        return await self._run(_q_accept, bytes(raw), sender, numbers, recipient, targets, spam,
-                               from_user, time.time())
+        return await self._run(_q_accept, bytes(raw), sender, numbers, recipient, targets, held,
+                               spam, from_user, time.time())
 
     async def list(self, user: int, *, include_spam: bool = True) -> list[MessageInfo]:
         """The live (not deleted) messages of ``user``, oldest first."""

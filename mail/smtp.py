@@ -45,6 +45,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from bbs.errors import BBSError, Reason
+from bbs.mailbox import Accepted
 from bbs.telegrams import MAX_TELEGRAM
 from bbs.users import User
 from mail.address import FIDONET_SUFFIX, Address, is_local_domain, parse_address, parse_fidonet, parse_path
@@ -447,25 +448,23 @@ class SMTPHandler:
         network = list(dict.fromkeys(t.network for t in targets if t.network))
         subs = list(dict.fromkeys(t.sub.upper() for t in targets if t.sub))
         from_user = self.user.number if self.user else 0
-        ids: list[int] = []
+        stored = Accepted([])
         try:
-            if users or remote:
-                ids, queued = await svc.store.accept(raw, sender=sender, users=users, remote=remote,
-                                                     recipient=", ".join(envelope.rcpt_tos), spam=spam,
-                                                     from_user=from_user)
-                if queued is not None:
-                    svc.queued(str(queued), sender, remote)
-            if network:
-                # A second transaction when Internet/local recipients came too: a
-                # failure here after the first gives 451 and a retry may duplicate.
-                queued_net = await svc.store.enqueue(sender, network, raw, from_user=from_user)
-                self.log.log(25, "%s SMTP queued #%d for %s: waits for a QWK/FidoNet hub "
-                             "(no packet transport)", self.prefix, queued_net, ", ".join(network))
+            if users or remote or network:
+                # One transaction for every mailbox and queue row (all or nothing).
+                stored = await svc.store.accept(raw, sender=sender, users=users, remote=remote,
+                                                network=network, recipient=", ".join(envelope.rcpt_tos),
+                                                spam=spam, from_user=from_user)
         except BBSError as exc:
             self.log.error("%s !SMTP cannot store message: %s", self.prefix, exc)
             return STORAGE_FAILED
+        if stored.queued is not None:
+            svc.queued(str(stored.queued), sender, remote)
+        if stored.network is not None:
+            self.log.log(25, "%s SMTP queued #%d for %s: waits for a QWK/FidoNet hub "
+                         "(no packet transport)", self.prefix, stored.network, ", ".join(network))
         self.log.info("%s SMTP received %d bytes from <%s>: %d mailbox(es), %d queued", self.prefix,
-                      len(raw), sender, len(ids), len(remote) + len(network))
+                      len(raw), sender, len(stored.ids), len(remote) + len(network))
         if subs:
             refusal = await self._post(subs, raw, sender, spam)
             if refusal and not (users or remote or network):

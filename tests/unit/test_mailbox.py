@@ -1,6 +1,8 @@
 """bbs.mailbox against a temp SQLite file: mailboxes, flags, the outbound queue."""
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from bbs.errors import BBSError, Reason
@@ -51,13 +53,36 @@ def test_accept_is_all_or_nothing_and_survives_reopen(tmp_path):
         with pytest.raises(BBSError):
             await store.accept(RAW, sender="a@b", users=[2, 0], remote=["x@example.org"])
         assert await store.count(2) == 0 and await store.outbound() == []
-        ids, queued = await store.accept(RAW, sender="a@b", users=[2], remote=["x@example.org"])
+        done = await store.accept(RAW, sender="a@b", users=[2], remote=["x@example.org"],
+                                  network=["qwk:rob@VERT"])
         await store.close()
         again = MailStore(tmp_path / "mail.db")
-        assert [m.id for m in await again.list(2)] == ids
-        [item] = await again.outbound()
-        assert (item.id, item.recipients, item.raw, item.in_transit) == (queued, ("x@example.org",), RAW, False)
+        assert [m.id for m in await again.list(2)] == done.ids
+        internet, held = await again.outbound()
+        assert (internet.id, internet.recipients, internet.raw, internet.in_transit) == (
+            done.queued, ("x@example.org",), RAW, False)
+        assert (held.id, held.recipients) == (done.network, ("qwk:rob@VERT",))
+        assert (await again.accept(RAW, sender="", network=["fidonet:rob@1:2/3"])).ids == []
+        with pytest.raises(BBSError):
+            await again.accept(RAW, sender="a@b")
         await again.close()
+    run_async(main())
+
+
+def test_accept_undoes_every_part_when_a_later_part_fails(tmp_path):
+    async def main():
+        store = MailStore(tmp_path / "mail.db")
+        await store.open()
+        db = sqlite3.connect(tmp_path / "mail.db", isolation_level=None)
+        db.execute("CREATE TRIGGER no_fido BEFORE INSERT ON outbound WHEN NEW.recipients LIKE "
+                   "'%fidonet:%' BEGIN SELECT RAISE(ABORT, 'injected'); END")
+        db.close()
+        with pytest.raises(BBSError) as err:
+            await store.accept(RAW, sender="a@b", users=[2, 3], remote=["x@example.org"],
+                               network=["fidonet:rob@1:2/3"])
+        assert err.value.reason is Reason.STORAGE
+        assert await store.count(2) == await store.count(3) == 0 and await store.outbound() == []
+        await store.close()
     run_async(main())
 
 
