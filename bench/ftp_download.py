@@ -93,6 +93,7 @@ class Server:
         self.name, self.port, self.proc, self.prefix = name, port, proc, prefix
         self.rates: list[float] = []
         self.parallel: list[float] = []
+        self.setup: list[float] = []  # curl time_pretransfer: connect, login, PASV, RETR sent
         self.retries = 0
 
     def url(self, name: str) -> str:
@@ -178,9 +179,10 @@ def start_pyftpdlib(work: Path, source: Path, small: list[tuple[str, bytes]], lo
 
 def download_big(server: Server, size: int) -> float:
     """One curl download of the big file; returns MB/s."""
-    result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
-                             server.url(BIG)], capture_output=True, text=True, timeout=300)
-    got, seconds = result.stdout.split()
+    result = subprocess.run(["curl", "-sS", "-o", "/dev/null",
+                             "-w", "%{size_download} %{time_total} %{time_pretransfer}", server.url(BIG)], capture_output=True, text=True, timeout=300)
+    got, seconds, pretransfer = result.stdout.split()
+    server.setup.append(float(pretransfer))
     if result.returncode != 0 or int(got) != size:
         raise RuntimeError(f"{server.name}: download failed ({result.returncode}, {got} bytes): {result.stderr}")
     return size / float(seconds) / 1e6
@@ -250,7 +252,9 @@ def main() -> int:
             print(f"{s.name:<10} {statistics.median(s.rates):>14.0f} {min(s.rates):>9.0f}..{max(s.rates):<9.0f}"
                   f"{statistics.median(s.parallel):>20.3f} {min(s.parallel):>7.3f}..{max(s.parallel):<7.3f}"
                   + (f"  ({s.retries} transfers reset and retried)" if s.retries else "")
-                  + (f"  (1 round only: slower than {SLOW_PARALLEL:g} s)" if len(s.parallel) == 1 else ""))
+                  + (f"  (1 round only: slower than {SLOW_PARALLEL:g} s)" if len(s.parallel) < args.rounds else ""))
+        print("login-to-first-byte setup (curl time_pretransfer, median ms): "
+              + ", ".join(f"{s.name} {statistics.median(s.setup) * 1000:.1f}" for s in servers))
         ours = servers[0]
         for peer in servers[1:]:
             print(f"ours/{peer.name}: download rate x{statistics.median(ours.rates) / statistics.median(peer.rates):.2f}, "

@@ -34,6 +34,9 @@ READ_CHUNK = 256 * 1024
 WRITE_BATCH = 1024 * 1024
 #: Bytes per sendfile(2) call on a plain data connection (pyftpdlib uses 64 KB).
 SENDFILE_CHUNK = 256 * 1024
+#: Bytes sent without a pause before RETR lets the loop run other sessions
+#: (a client that keeps up on loopback never makes sendfile(2) block).
+SENDFILE_FAIR_SHARE = 8 * 1024 * 1024
 #: Ports tried when binding a passive socket in a PasvPortLow..High range.
 MAX_PASV_TRIES = 100
 #: The whole unprivileged range: let the kernel pick (cheaper than probing).
@@ -256,16 +259,22 @@ class DataStream:
                 raise ConnectionError(f"sent {sent} of {count} bytes")
             return
         fd, source, position, end = self.sock.fileno(), file.fileno(), offset, offset + count
+        unpaused = 0
         while position < end:
             try:
                 sent = os.sendfile(fd, source, position, min(end - position, SENDFILE_CHUNK))
             except BlockingIOError:
                 await self._writable(loop, fd)
+                unpaused = 0
                 continue
             if sent == 0:
                 raise ConnectionError("file ended early")
             position += sent
             self.bytes += sent
+            unpaused += sent
+            if unpaused >= SENDFILE_FAIR_SHARE:
+                await asyncio.sleep(0)
+                unpaused = 0
 
     @staticmethod
     async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
