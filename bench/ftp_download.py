@@ -209,6 +209,24 @@ def download_small(server: Server, names: list[str], config: Path) -> float:
     return elapsed
 
 
+def noop_latency(server: Server, login: tuple[str, str]) -> tuple[int, float, float]:
+    """NOOPs on a second control connection while curl downloads the big file:
+    (count, median ms, max ms). Shows whether one fast download holds up the
+    server's other sessions."""
+    import ftplib
+    control = ftplib.FTP()
+    control.connect("127.0.0.1", server.port, timeout=30)
+    control.login(*login)
+    curl = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", server.url(BIG)])
+    times = []
+    while curl.poll() is None:
+        started = time.perf_counter()
+        control.voidcmd("NOOP")
+        times.append((time.perf_counter() - started) * 1000)
+    control.quit()
+    return len(times), statistics.median(times or [0.0]), max(times or [0.0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=int, default=500)
@@ -255,6 +273,9 @@ def main() -> int:
                   + (f"  (1 round only: slower than {SLOW_PARALLEL:g} s)" if len(s.parallel) < args.rounds else ""))
         print("login-to-first-byte setup (curl time_pretransfer, median ms): "
               + ", ".join(f"{s.name} {statistics.median(s.setup) * 1000:.1f}" for s in servers))
+        print("NOOP on a second connection during one big download (count, median ms, max ms): " + ", ".join(
+            "{} {} {:.2f} {:.1f}".format(s.name, *noop_latency(s, ("anonymous", "bench@example.com")))
+            for s in servers))
         ours = servers[0]
         for peer in servers[1:]:
             print(f"ours/{peer.name}: download rate x{statistics.median(ours.rates) / statistics.median(peer.rates):.2f}, "

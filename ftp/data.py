@@ -36,7 +36,7 @@ WRITE_BATCH = 1024 * 1024
 SENDFILE_CHUNK = 256 * 1024
 #: Bytes sent without a pause before RETR lets the loop run other sessions
 #: (a client that keeps up on loopback never makes sendfile(2) block).
-SENDFILE_FAIR_SHARE = 8 * 1024 * 1024
+SENDFILE_FAIR_SHARE = 1024 * 1024
 #: Ports tried when binding a passive socket in a PasvPortLow..High range.
 MAX_PASV_TRIES = 100
 #: The whole unprivileged range: let the kernel pick (cheaper than probing).
