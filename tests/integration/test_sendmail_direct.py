@@ -191,6 +191,7 @@ def test_tempfail_retries_on_schedule_then_bounces_after_max_delivery_attempts(t
                     h.sendmail.wake()
                 assert next_tries == [600.0, 1200.0, 1800.0]   # doubling, capped at RescanFrequency
                 await until(lambda: len(sink.handler.received) == 1)   # attempt 4 failed: bounce delivered
+                await until(h.finished(5))   # ... and its 250 seen by SendMail, which then dequeues it
                 assert await h.store.outbound() == []
                 return qid, sink.handler.received[0]
         finally:
