@@ -207,22 +207,16 @@ class TransferCommands:
 
     # -- PASV / EPSV / PORT / EPRT -----------------------------------------
     async def ftp_PASV(self, cmd: Command) -> None:
-        local = self.conn.local_address
-        if self.epsv_all:
-            await self.reply(501, "EPSV ALL was given; use EPSV.")
-            return
-        if ":" in local:
+        if ":" in self.conn.local_address and not self.epsv_all:
             await self.reply(425, "PASV is for IPv4; use EPSV.")
             return
-        listener = self._listen(local)
-        if listener is None:
-            await self.reply(425, "Can't open a passive port.")
-            return
-        address = await self.service.pasv_address(local)
-        self._data_log("PASV: listening on %s port %d, advertising %s", local, listener.port, address)
-        await self.reply(227, proto.pasv_reply(address, listener.port))
+        await self._passive("PASV", 227, proto.pasv_reply)
 
     async def ftp_LPSV(self, cmd: Command) -> None:
+        await self._passive("LPSV", 228, proto.lpsv_reply)
+
+    async def _passive(self, verb: str, code: int, reply_text: Callable[[str, int], str]) -> None:
+        """PASV and LPSV: listen, then advertise the (NAT) address and port."""
         local = self.conn.local_address
         if self.epsv_all:
             await self.reply(501, "EPSV ALL was given; use EPSV.")
@@ -232,8 +226,8 @@ class TransferCommands:
             await self.reply(425, "Can't open a passive port.")
             return
         address = await self.service.pasv_address(local)
-        self._data_log("LPSV: listening on %s port %d, advertising %s", local, listener.port, address)
-        await self.reply(228, proto.lpsv_reply(address, listener.port))
+        self._data_log("%s: listening on %s port %d, advertising %s", verb, local, listener.port, address)
+        await self.reply(code, reply_text(address, listener.port))
 
     async def ftp_EPSV(self, cmd: Command) -> None:
         arg = cmd.arg.strip().upper()
