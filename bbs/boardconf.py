@@ -18,6 +18,9 @@ from bbs.ini import IniFile, IniSection
 #: Synchronet's LEN_CODE: internal codes of subs and dirs.
 MAX_CODE_LEN = 8
 _CODE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: A QWK-ID (Synchronet LEN_QWKID: 8): main.ini QWKID and ctrl/qwknodes.cfg entries,
+#: as mail routes ``<qwk-id>!<user>`` (letters, digits, ``_`` and ``-``).
+QWK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,8}$")
 #: Highest node number. Synchronet stops at 250 (MAX_NODES); an asyncio node
 #: costs ~10 KB, and the console issue asks for 500 busy nodes, so we allow more.
 MAX_NODES = 9999
@@ -162,6 +165,8 @@ def load_system(ini: IniFile) -> SystemConfig:
         new_user_flags=new.get("Flags", ""),
         new_user_password=new.get("Password", ""),
     )
+    if not QWK_ID_RE.fullmatch(config.qwk_id):
+        raise sysec.error("QWKID", f"QWKID {config.qwk_id!r} is not a QWK-ID (1-8 letters, digits, _ or -)")
     if not config.operator.strip():
         raise sysec.error("Operator", "Operator must name the sysop's alias")
     if config.last_node < config.first_node:
@@ -219,7 +224,14 @@ def load_msgs(ini: IniFile) -> MsgAreas:
                       newsgroup=sec.get("newsgroup", f"{owner.name}.{code}".lower().replace(" ", "_")),
                       max_msgs=_max(sec, "max_msgs"), line=sec.line)
 
-    return MsgAreas(*_load_tree(ini, ("grp", "group"), "sub", group, sub))
+    areas = MsgAreas(*_load_tree(ini, ("grp", "group"), "sub", group, sub))
+    newsgroups: dict[str, MsgSub] = {}
+    for item in areas.subs:  # NNTP serves each sub as its newsgroup: one sub each
+        first = newsgroups.setdefault(item.newsgroup.lower(), item)
+        if first is not item:
+            raise ConfigError(ini.path, item.line, f"sub {item.code}: newsgroup {item.newsgroup!r} is "
+                              f"already sub {first.code}'s (line {first.line})")
+    return areas
 
 
 def load_files(ini: IniFile, instance: Path) -> FileAreas:

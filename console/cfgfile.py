@@ -15,7 +15,9 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
+from bbs.boardconf import QWK_ID_RE
 from bbs.errors import ConfigError
 from bbs.filters import parse_line
 from bbs.ini import parse_ini, strip_comment
@@ -78,6 +80,83 @@ def ini_set(text: str, section: str, key: str, value: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _is_comment(line: str) -> bool:
+    stripped = line.strip()
+    return stripped.startswith(";") or stripped.startswith("#")
+
+
+def ini_section_spans(text: str) -> list[tuple[str, int, int]]:
+    """``(name, first, end)`` of each ``[section]`` of ini ``text``: ``first``
+    is the index of its header line, ``end`` the index after its last value
+    line (comments and blank lines after it belong to what follows)."""
+    spans: list[tuple[str, int, int]] = []
+    for index, line in enumerate(text.splitlines()):
+        stripped = strip_comment(line).strip()
+        match = _SECTION_RE.match(stripped)
+        if match:
+            spans.append((match.group(1).strip(), index, index + 1))
+        elif stripped and not stripped.startswith("#") and spans:
+            name, first, _ = spans[-1]
+            spans[-1] = (name, first, index + 1)
+    return spans
+
+
+def _span(text: str, section: str) -> tuple[int, int]:
+    for name, first, end in ini_section_spans(text):
+        if name.lower() == section.lower():
+            return first, end
+    raise KeyError(section)
+
+
+def ini_section_values(text: str, section: str) -> list[tuple[str, str]]:
+    """The ``(key, value)`` pairs of ``[section]`` in file order (KeyError when absent)."""
+    first, end = _span(text, section)
+    pairs = []
+    for line in text.splitlines()[first + 1:end]:
+        name, sep, value = strip_comment(line).strip().partition("=")
+        if sep and not line.strip().startswith("#"):
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def ini_add_section(text: str, section: str, values: list[tuple[str, str]], after: str | None = None) -> str:
+    """Return ``text`` with a new ``[section]`` holding ``values``, placed
+    after the last value line of section ``after`` (None: at the end of the
+    file), separated by a blank line. Every other line stays as it was."""
+    lines = text.splitlines()
+    block = [f"[{section}]"] + [f"{key} = {value}".rstrip() for key, value in values]
+    at = len(lines) if after is None else _span(text, after)[1]
+    if at == len(lines):
+        while lines and not lines[-1].strip():
+            lines.pop()
+        at = len(lines)
+        lines[at:at] = ([""] if lines else []) + block
+    else:
+        lines[at:at] = [""] + block
+    return "\n".join(lines) + "\n"
+
+
+def ini_remove_section(text: str, section: str) -> str:
+    """Return ``text`` without ``[section]``: its header, its value lines and
+    the comments among them, and comment lines directly above the header
+    (no blank line between: they describe it). Comments after its last
+    value belong to what follows and stay; so does everything else."""
+    lines = text.splitlines()
+    first, end = _span(text, section)
+    top = first
+    while top > 0 and _is_comment(lines[top - 1]):
+        top -= 1
+    # A comment block glued to the previous section's last line is that section's.
+    if top == 0 or not lines[top - 1].strip():
+        first = top
+    if end < len(lines) and not lines[end].strip() and (first == 0 or not lines[first - 1].strip()):
+        end += 1  # one blank separator goes with it
+    del lines[first:end]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` with ``text``: a temp file in the same folder, fsync,
     rename (a crash leaves the old or the new file, never half of one).
@@ -120,6 +199,18 @@ def validate_ini_edit(root: Path, path: Path, text: str) -> str | None:
     return None
 
 
+def _qwk_id(pattern: str) -> str | None:
+    # mail/delivery.py compares the first hop of <qwk-id>!<user> with each entry.
+    if QWK_ID_RE.fullmatch(pattern):
+        return None
+    return f"{pattern!r} is not a QWK-ID (1-8 letters, digits, _ or -; no wildcards)"
+
+
+#: Per-file rules beyond the filter syntax, by file name: what the file's
+#: reader needs of an entry (None = fine, else what is wrong).
+ENTRY_CHECKS: dict[str, Callable[[str], str | None]] = {"qwknodes.cfg": _qwk_id}
+
+
 class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -132,6 +223,7 @@ class _Collect(logging.Handler):
 def validate_list(path: Path, lines: list[str]) -> str | None:
     """Parse list-file ``lines`` as the filter loader does; the first problem
     it would warn about (``file:line: what``), or None."""
+    entry_check = ENTRY_CHECKS.get(Path(path).name)
     collector = _Collect()
     logger = logging.getLogger("bbs.filters")
     logger.addHandler(collector)
@@ -140,7 +232,10 @@ def validate_list(path: Path, lines: list[str]) -> str | None:
         for number, line in enumerate(lines, 1):
             if "\n" in line or "\r" in line:
                 return f"{path}:{number}: one entry per line"
-            parse_line(line, number, source=str(path))
+            entry = parse_line(line, number, source=str(path))
+            problem = entry_check(entry.pattern) if entry is not None and entry_check else None
+            if problem:
+                return f"{path}:{number}: {problem}"
     finally:
         logger.removeHandler(collector)
         logger.propagate = propagate

@@ -24,6 +24,7 @@ import urwid
 from console import actions
 from console.model import ConsoleModel, merge_changes
 from console.scfg import ScfgView
+from console.scfg_stores import Stores
 from console.panes import BansPane, ClientsPane, LogsPane, MailQueuePane, NodesPane, Prompt, StatsPane, log_row
 
 log = logging.getLogger(__name__)
@@ -279,8 +280,9 @@ async def open_console(app: Any, stop: asyncio.Event, *, screen: Any = None,
     model = ConsoleModel(nodes=app.nodes.records(), connections=app.listeners.connections,
                          schedule=loop.call_later)
     model.attach(app.bus)
-    console = console_class(app, stop, model=model, read_queue=read_queue,
-                            extra_panes=[ScfgView(app.instance.root)])
+    scfg = ScfgView(app.instance.root, stores=Stores.of_app(app))
+    console = console_class(app, stop, model=model, read_queue=read_queue, extra_panes=[scfg])
+    scfg.redraw = console.draw
     main_loop = urwid.MainLoop(console, PALETTE, screen=screen, handle_mouse=False,
                                event_loop=urwid.AsyncioEventLoop(loop=loop))
     console.main_loop = main_loop

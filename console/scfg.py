@@ -11,76 +11,35 @@ needs a recycle. The same widget is the console's Config pane and, alone,
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import logging
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Awaitable, Callable
 
 import urwid
 
+from bbs.errors import BBSError
 from console.cfgfile import (atomic_write, ini_get, ini_set, read_text, sections, validate_ini_edit,
                              validate_list)
 from console.panes import Prompt, Row
+from console.scfg_areas import FILE_AREAS, MSG_AREAS, Areas
+from console.scfg_items import MAIN, SBBS, Field, ListFile, Menu, fields
+from console.scfg_users import Users
+
+log = logging.getLogger(__name__)
 
 #: What the status line says after a save, by how the change takes effect.
 APPLIES_LIVE = "applies now (the file is re-read on its next use)"
 APPLIES_RECYCLE = "needs a recycle: restart the BBS (bbs run) to apply it"
 
 
-@dataclasses.dataclass(frozen=True)
-class Field:
-    """One ``key = value`` of an ini file under ``ctrl/``."""
-
-    label: str
-    file: str  # relative to the instance, e.g. "ctrl/sbbs.ini"
-    section: str
-    key: str
-    live: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class ListFile:
-    """A one-entry-a-line list (ctrl/*.cfg, text/*.can) edited line by line."""
-
-    label: str
-    file: str
-    live: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Menu:
-    title: str
-    items: Union[tuple, Callable[[Path], tuple]]
-
-    def entries(self, root: Path) -> tuple:
-        return self.items(root) if callable(self.items) else self.items
-
-
-def _fields(file: str, section: str, keys: str, labels: dict[str, str] | None = None) -> tuple[Field, ...]:
-    labels = labels or {}
-    return tuple(Field(labels.get(k, k), file, section, k) for k in keys.split())
-
-
-SBBS, MAIN, MSGS, FILES = "ctrl/sbbs.ini", "ctrl/main.ini", "ctrl/msgs.ini", "ctrl/file.ini"
+_fields = fields  # (its name before it moved to console.scfg_items)
 _COMMON = "AutoStart Interface MaxClients MaxInactivity ClientReserve ClientNetworks LogLevel Options"
 
 #: List files whose readers re-read them when they change (checked in the servers' code).
 LIVE_LISTS = {"text/ip.can", "text/name.can", "text/email.can", "text/subject.can", "ctrl/relay.cfg",
               "ctrl/spamblock.cfg", "ctrl/spamblock_exempt.cfg", "ctrl/spambait.cfg",
-              "ctrl/dns_blacklist.cfg", "ctrl/dnsbl_exempt.cfg", "ctrl/domains.cfg"}
-
-
-def _areas(root: Path, path: str, parent: str, child: str, parent_keys: str, child_keys: str,
-           word: str) -> tuple:
-    """Groups (libraries) with their keys and one sub-menu per sub (dir)."""
-    file = root / path
-    children = sections(file, f"{child}:")
-    menus = []
-    for name in sections(file, f"{parent}:"):
-        group = name.split(":", 1)[1]
-        subs = tuple(Menu(f"{word} {c.split(':', 2)[2]}", _fields(path, c, child_keys))
-                     for c in children if c.split(":")[1].lower() == group.lower())
-        menus.append(Menu(f"{group}", _fields(path, name, parent_keys) + subs))
-    return tuple(menus)
+              "ctrl/dns_blacklist.cfg", "ctrl/dnsbl_exempt.cfg", "ctrl/domains.cfg", "ctrl/alias.cfg",
+              "ctrl/qwknodes.cfg"}
 
 
 def _services(root: Path) -> tuple:
@@ -96,6 +55,27 @@ def _list_files(root: Path) -> tuple:
     return tuple(ListFile(f"{p.parent.name}/{p.name}", f"{p.parent.name}/{p.name}",
                           f"{p.parent.name}/{p.name}" in LIVE_LISTS) for p in found)
 
+
+#: SCFG Networks: what the mail server reads to route network mail.
+NETWORKS = Menu("Networks", (
+    Menu("QWK Packet Networks", (
+        Field("System QWK-ID", MAIN, "System", "QWKID"),
+        ListFile("QWK nodes: qwknodes.cfg", "ctrl/qwknodes.cfg", live=True),
+    )),
+    Menu("FidoNet", (Field("FidoNet address", SBBS, "Mail", "FidoNetAddress"),)),
+    Menu("Internet E-mail", (
+        Field("Mail host name", SBBS, "Mail", "HostName"),
+        ListFile("Local domains: domains.cfg", "ctrl/domains.cfg", live=True),
+        ListFile("Mail aliases: alias.cfg", "ctrl/alias.cfg", live=True),
+        Field("Relay server", SBBS, "Mail", "RelayServer"),
+        Field("Relay port", SBBS, "Mail", "RelayPort"),
+        Field("Relay user name", SBBS, "Mail", "RelayUsername"),
+        Field("Relay password", SBBS, "Mail", "RelayPassword", secret=True),
+        Field("Options (RELAY_TX ...)", SBBS, "Mail", "Options"),
+        Field("DNS server", SBBS, "Mail", "DNSServer"),
+        Field("Default charset", SBBS, "Mail", "DefaultCharset"),
+    )),
+))
 
 MENU = Menu("Configure", (
     Menu("System", _fields(MAIN, "System", "Name Operator Location QWKID GuestName")
@@ -119,13 +99,11 @@ MENU = Menu("Configure", (
         Menu("Services", _fields(SBBS, "Services", _COMMON)
              + (Menu("Service Sockets (services.ini)", _services),)),
     )),
-    Menu("Message Areas", lambda root: _areas(root, MSGS, "grp", "sub", "description ars",
-                                              "name description ars read_ars post_ars newsgroup max_msgs",
-                                              "Sub")),
-    Menu("File Areas", lambda root: _areas(root, FILES, "lib", "dir", "description ars",
-                                           "name description path ars upload_ars download_ars max_files",
-                                           "Dir")),
+    NETWORKS,
+    Areas("Message Areas", MSG_AREAS),
+    Areas("File Areas", FILE_AREAS),
     Menu("List Files and Filters", _list_files),
+    Users(),
 ))
 
 
@@ -133,24 +111,35 @@ def item_row(root: Path, item: Any) -> str:
     """The text of one menu line (a setting shows its value as written)."""
     if isinstance(item, Field):
         value = ini_get(read_text(root / item.file), item.section, item.key)
+        if value and item.secret:
+            value = "********"
         return f"{item.label:<30} {'(default)' if value is None else value}"
     if isinstance(item, ListFile):
         lines = [line for line in read_text(root / item.file).splitlines()
                  if line.strip() and not line.lstrip().startswith(";")]
         return f"{item.label:<30} {len(lines)} entr{'y' if len(lines) == 1 else 'ies'}"
+    if hasattr(item, "row_text"):
+        return item.row_text(root)
     return f"{item.title} ..."
 
 
 class ScfgView(urwid.WidgetWrap):
     """The menus for instance ``root``; ``on_quit`` runs on Esc at the top
-    (``bbs scfg``), None when embedded in the live console."""
+    (``bbs scfg``), None when embedded in the live console. ``stores``
+    (:class:`console.scfg_stores.Stores`) are the user, message and file
+    bases the user editor and area removal use: the App's in the console,
+    opened by :func:`run_scfg` alone. ``redraw`` draws the screen after
+    work done in the background (the owner of the urwid loop sets it)."""
 
     title = "Config"
     help = "Enter open/edit  Esc back  (list files: a add  i insert  d delete)"
 
-    def __init__(self, root: Path, on_quit: Callable[[], None] | None = None) -> None:
+    def __init__(self, root: Path, on_quit: Callable[[], None] | None = None, *, stores: Any = None) -> None:
         self.root = Path(root)
         self.on_quit = on_quit
+        self.stores = stores
+        self.redraw: Callable[[], None] = lambda: None
+        self._tasks: set[asyncio.Task] = set()
         self.stack: list[tuple[Any, int]] = []  # (menu or list file, focus) of the screens left
         self.screen: Any = MENU
         self.walker = urwid.SimpleFocusListWalker([])
@@ -206,16 +195,67 @@ class ScfgView(urwid.WidgetWrap):
     def status(self, text: str | None = None, attr: str = "footer") -> None:
         self.frame.footer = self.status_bar
         self.frame.focus_position = "body"
-        self.status_text.set_text((attr, text if text is not None else self.help))
+        if text is None:
+            text = getattr(getattr(self.screen, "handler", None), "help", None) or self.help
+        self.status_text.set_text((attr, text))
 
-    def ask(self, caption: str, default: str, done: Callable[[str], None]) -> None:
+    def ask(self, caption: str, default: str, done: Callable[[str], None], error: str | None = None) -> None:
+        """Prompt for one line; ``done(text)`` on Enter, Esc cancels. ``error``
+        (what was wrong with the last answer) shows above the prompt."""
         def finish(text: str | None) -> None:
             if text is None:
                 self.status("cancelled")
             else:
                 done(text)
-        self.frame.footer = urwid.AttrMap(Prompt(caption, default, finish), "footer")
+        prompt = urwid.AttrMap(Prompt(caption, default, finish), "footer")
+        if error:
+            self.frame.footer = urwid.Pile([urwid.AttrMap(urwid.Text(error), "error_msg"), prompt])
+            self.frame.footer.focus_position = 1
+        else:
+            self.frame.footer = prompt
         self.frame.focus_position = "footer"
+
+    def confirm(self, question: str, action: Callable[[], None]) -> None:
+        """Ask ``question`` [y/N] on the status line; ``action()`` runs on y."""
+        self._question = (question, action)
+        self.frame.footer = self.status_bar
+        self.frame.focus_position = "body"
+        self.status_text.set_text(("ask", f"{question} [y/N]"))
+
+    def replace(self, screen: Any, focus: int = 0) -> None:
+        """Show ``screen`` instead of the current one (same place in the path)."""
+        self.screen = screen
+        self.show(focus)
+
+    def spawn(self, work: Awaitable[Any], done: Callable[[Any], None] | None = None) -> None:
+        """Run ``work`` (a call into the stores) on the running loop, then
+        ``done(result)``; a BBSError is shown on the status line. The screen
+        is drawn again afterwards."""
+        async def go() -> None:
+            try:
+                result = await work
+            except BBSError as exc:
+                self.status(str(exc), "error_msg")
+            except Exception as exc:  # a failing store call must not take the console down
+                log.exception("scfg: background work failed")
+                self.status(f"failed: {exc}", "error_msg")
+            else:
+                if done is not None:
+                    done(result)
+            self.redraw()
+        task = asyncio.ensure_future(go())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settle(self) -> None:
+        """Wait until the background work started so far (and what it started) is done."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks)
+
+    def saved(self, file: str, what: str, live: bool) -> None:
+        """Tell the sysop that ``file`` (relative to the instance) was saved by
+        an edit described by ``what``, and when it applies."""
+        self.status(f"saved {file}: {what}; {APPLIES_LIVE if live else APPLIES_RECYCLE}", "ok_msg")
 
     # -- editing -------------------------------------------------------------
     def edit_field(self, field: Field) -> None:
@@ -280,6 +320,9 @@ class ScfgView(urwid.WidgetWrap):
         if key is None:
             return None
         item = self.focused()
+        handler = getattr(self.screen, "handler", None)
+        if handler is not None and handler.keypress(self, key, item):
+            return None
         if isinstance(self.screen, ListFile):
             actions = {"enter": "edit", "a": "append", "insert": "insert", "i": "insert",
                        "delete": "delete", "d": "delete"}
@@ -290,7 +333,7 @@ class ScfgView(urwid.WidgetWrap):
             if isinstance(item, Field):
                 self.edit_field(item)
             elif item is not None:
-                self.open(item)
+                self.open(item.screen(self) if hasattr(item, "screen") else item)
             return None
         if key in ("esc", "left", "backspace"):
             if not self.back() and self.on_quit is not None:
@@ -306,16 +349,21 @@ class ScfgView(urwid.WidgetWrap):
 
 
 async def run_scfg(root: Path, screen: Any = None) -> int:
-    """``bbs scfg``: the menus alone on this terminal, no servers started."""
+    """``bbs scfg``: the menus alone on this terminal, no servers started;
+    the user editor opens the instance's databases as ``bbs user`` does."""
     from console.live import PALETTE
+    from console.scfg_stores import standalone_stores
 
     done = asyncio.Event()
-    view = ScfgView(root, on_quit=done.set)
-    loop = urwid.MainLoop(view, PALETTE, screen=screen, handle_mouse=False,
-                          event_loop=urwid.AsyncioEventLoop(loop=asyncio.get_running_loop()))
-    loop.start()
-    try:
-        await done.wait()
-    finally:
-        loop.stop()
+    async with standalone_stores(root) as stores:
+        view = ScfgView(root, on_quit=done.set, stores=stores)
+        loop = urwid.MainLoop(view, PALETTE, screen=screen, handle_mouse=False,
+                              event_loop=urwid.AsyncioEventLoop(loop=asyncio.get_running_loop()))
+        view.redraw = loop.draw_screen
+        loop.start()
+        try:
+            await done.wait()
+            await view.settle()
+        finally:
+            loop.stop()
     return 0

@@ -108,6 +108,8 @@ MAIN_ERRORS = [
     ("[System]\n[Sytem]\n", "[Sytem]", "unknown section [Sytem]"),
     ("[NewUser]\nLevel = 100\n", "100", "[NewUser] Level: 100 is above the maximum 99"),
     ("[System]\nName = a\nname = b\n", "name = b", "duplicate key name (first at line 2)"),
+    ("[System]\nQWKID = MY BBS\n", "QWKID", "[System] QWKID 'MY BBS' is not a QWK-ID"),
+    ("[System]\nQWKID = TOOLONGID\n", "QWKID", "QWKID 'TOOLONGID' is not a QWK-ID (1-8 letters"),
 ]
 
 
@@ -173,6 +175,9 @@ MSGS_ERRORS = [
     ("[grp:Local]\n[grp: local ]\n", "[grp: local ]", "duplicate group 'local'"),
     ("[grp:Local]\n[GRP:LOCAL]\n", "[GRP:LOCAL]", "duplicate section [GRP:LOCAL] (first at line 2)"),
     ("[grp:A]\n[sub:A:GEN]\nmax_msgs = -1\n", "max_msgs", "max_msgs: -1 is below the minimum 0"),
+    ("[grp:A]\n[sub:A:GEN]\nnewsgroup = a.x\n[sub:A:OTHER]\nnewsgroup = A.X\n", "[sub:A:OTHER]",
+     "sub OTHER: newsgroup 'A.X' is already sub GEN's (line 3)"),
+    ("[grp:A]\n[sub:A:GEN]\n[sub:A:X]\nnewsgroup = a.gen\n", "[sub:A:X]", "newsgroup 'a.gen' is already sub GEN's"),
 ]
 
 

@@ -79,6 +79,11 @@ def text(view: ScfgView) -> str:
     return " ".join(" ".join(render_text(view, SIZE)).split())
 
 
+def down_to(view: ScfgView, label: str) -> list[str]:
+    """Keys that move from the first line of the screen to the one starting with ``label``."""
+    return ["down"] * next(i for i, t in enumerate(view.texts()) if t.startswith(label))
+
+
 def test_menus_edit_a_server_setting(root: Path):
     quit_called = []
     view = ScfgView(root, on_quit=lambda: quit_called.append(True))
@@ -108,7 +113,7 @@ def test_menus_edit_a_server_setting(root: Path):
 
 def test_message_areas_come_from_msgs_ini(root: Path):
     view = ScfgView(root)
-    press(view, SIZE, *["down"] * 3, "enter")                        # Message Areas
+    press(view, SIZE, *down_to(view, "Message Areas"), "enter")
     assert view.texts() == ["Local ...", "Fun ..."]
     press(view, SIZE, "enter")
     assert "Sub GENERAL ..." in view.texts()
@@ -119,7 +124,7 @@ def test_message_areas_come_from_msgs_ini(root: Path):
 
 def test_list_file_editor_adds_edits_and_deletes(root: Path):
     view = ScfgView(root)
-    press(view, SIZE, *["down"] * 5, "enter")                        # List Files and Filters
+    press(view, SIZE, *down_to(view, "List Files and Filters"), "enter")
     names = [t.split()[0] for t in view.texts()]
     assert "ctrl/relay.cfg" in names and "text/ip.can" in names
     press(view, SIZE, *["down"] * names.index("text/ip.can"), "enter")
