@@ -23,6 +23,7 @@ from bbs.filebase import FileBase
 from bbs.mailbox import MailStore
 from bbs.msgbase import MSG_MIGRATIONS, MessageBase
 from bbs.nodetable import NodeTable
+from bbs.spy import SpyRegistry
 from bbs.telegrams import TELEGRAM_MIGRATIONS, TelegramStore
 from bbs.tlscert import ensure_certificate, server_context
 from bbs.users import USER_MIGRATIONS, User, UserBase
@@ -47,6 +48,7 @@ class App:
         self.instance = config.instance
         self.bus = EventBus()
         self.nodes = NodeTable(config.system.nodes, self.bus)
+        self.spy = SpyRegistry()  # each live node session, for the console's spy, chat and interrupt
         self.filters = FilterSet(self.instance.text, self.instance.ctrl)
         glob = config.server.global_
         self.login = LoginAttemptTracker(

@@ -7,6 +7,12 @@ echo, line input with editing, Ctrl-A colours and output encoding (via the
 pure :mod:`nodes.terminal`), paging sized to the screen, inactivity limits
 with a warning, telegrams shown while the caller waits at a prompt, and the
 BBS shutdown notice.
+
+The sysop's hooks (see :mod:`bbs.spy`) are here too: :meth:`Terminal.add_tap`
+copies output to a spying console (nothing is copied, and no work done, while
+nobody spies), :meth:`Terminal.inject` takes the sysop's keys as input and
+:meth:`Terminal.break_in` runs a job (a chat, an interrupt) at the caller's
+next wait for a key, then draws the prompt again.
 """
 from __future__ import annotations
 
@@ -38,12 +44,16 @@ MAX_LINE = 250
 
 
 class Hangup(Exception):
-    """The session must end: the caller left, idled out, or the BBS stops."""
+    """The session must end: the caller left, idled out, or the BBS stops.
 
-    def __init__(self, reason: str, message: str = "") -> None:
+    ``message`` is written to the caller first; ``logoff``: the caller is
+    still there and gets the normal logoff (the sysop's interrupt)."""
+
+    def __init__(self, reason: str, message: str = "", *, logoff: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.message = message
+        self.logoff = logoff
 
 
 class Link:
@@ -131,6 +141,12 @@ class Terminal:
         self._read_task: asyncio.Task | None = None
         self._down_task: asyncio.Task | None = None
         self.resizes = 0
+        #: Every write to the caller goes through here: the link's own write,
+        #: or :meth:`_send_tapped` while a sysop spies (see :meth:`add_tap`).
+        self._send: Callable[[bytes], None] = link.write
+        self._taps: list[Callable[[bytes], None]] = []
+        self._injected = t.KeyDecoder("utf-8")  # the sysop's keys (the console is UTF-8)
+        self._breakins: collections.deque[Callable[[], Awaitable[None]]] = collections.deque()
         link.on_resize = self._on_resize
 
     # -- screen ----------------------------------------------------------
@@ -158,11 +174,11 @@ class Terminal:
             if part is t.PAUSE:
                 await self.pause()
             else:
-                self.link.write(t.encode_output(part, self.charset))
+                self._send(t.encode_output(part, self.charset))
         await self.link.drain()
 
     def write_raw(self, data: bytes) -> None:
-        self.link.write(data)
+        self._send(data)
 
     async def newline(self) -> None:
         await self.write("\r\n")
@@ -195,8 +211,16 @@ class Terminal:
         """[Hit a key]; returns the key pressed, lower-cased ('q' to stop)."""
         prompt = "\x01n\x01h\x01k[\x01n\x01cHit a key" + (", \x01hQ\x01n\x01c to quit, \x01hN\x01n\x01c nonstop" if more else "") + "\x01h\x01k]\x01n"
         saved = dataclasses.replace(self.render_state.attr)
-        await self.write(prompt)
-        key = await self.getkey()
+
+        async def redraw() -> None:
+            await self.write(prompt)
+
+        await redraw()
+        previous, self._redraw = self._redraw, redraw
+        try:
+            key = await self.getkey()
+        finally:
+            self._redraw = previous
         width = t.visible_len(prompt)
         await self.write("\r" + " " * width + "\r")
         self.render_state.attr = saved
@@ -212,6 +236,63 @@ class Terminal:
         while self.notices:
             await self.write("\r\n" + self.notices.popleft() + "\x01n\r\n")
         self._notice.clear()
+
+    # -- the sysop's hooks (bbs.spy) ------------------------------------------
+    def add_tap(self, sink: Callable[[bytes], None]) -> Callable[[], None]:
+        """Copy every later write to the caller to ``sink`` until the
+        returned function is called. Binary transfers (:meth:`write_bytes`)
+        and terminal probes are not copied. A failing sink is logged and
+        removed; it never breaks the session."""
+        self._taps.append(sink)
+        self._send = self._send_tapped
+
+        def remove() -> None:
+            if sink in self._taps:
+                self._taps.remove(sink)
+            if not self._taps:
+                self._send = self.link.write
+        return remove
+
+    def _send_tapped(self, data: bytes) -> None:
+        self.link.write(data)
+        for sink in list(self._taps):
+            try:
+                sink(data)
+            except Exception:
+                log.exception("a spy's output sink failed; removing it")
+                self._taps.remove(sink)
+                if not self._taps:
+                    self._send = self.link.write
+
+    def inject(self, data: bytes) -> None:
+        """The sysop's keys (UTF-8, VT sequences, whole per call) as if the
+        caller had typed them; a waiting :meth:`getkey` returns them."""
+        keys = self._injected.feed(data)
+        if self._injected.holding:  # a lone ESC: each call is one whole key
+            keys += self._injected.flush()
+        if keys:
+            self.keys.extend(keys)
+            self._notice.set()
+
+    def break_in(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` at the caller's next wait for a key (at once when the
+        session waits now): the sysop's chat or interrupt. Afterwards the
+        prompt the caller was at is drawn again; a Hangup raised by the job
+        ends the session."""
+        self._breakins.append(job)
+        self._notice.set()
+
+    async def _run_breakins(self) -> None:
+        redraw = self._redraw
+        try:
+            while self._breakins:
+                job = self._breakins.popleft()
+                self._redraw = None
+                await job()
+        finally:
+            self._redraw = redraw
+        if redraw is not None:
+            await redraw()
 
     async def getkey(self, timeout: float | None = None):
         """The next key (a character, a ``KEY_*`` name or a CursorReport).
@@ -229,6 +310,10 @@ class Terminal:
                 if self._redraw is not None:
                     await self._redraw()
                 continue
+            if self._breakins and timeout is None:  # never inside a terminal probe
+                await self._run_breakins()
+                continue
+            self._notice.clear()  # woken for injected keys or a break-in: both handled above
             if self.shutdown.is_set():
                 raise Hangup("shutdown", "\r\n\x01n\x01h\x01yThe BBS is shutting down. Please call again later.\x01n\r\n")
             if self._read_task is None:
@@ -300,7 +385,7 @@ class Terminal:
             await self.write(prompt + shown)
 
         await redraw()
-        self._redraw = redraw
+        previous, self._redraw = self._redraw, redraw
         try:
             while True:
                 key = await self.getkey()
@@ -329,7 +414,7 @@ class Terminal:
                 buf.append(key)
                 await self.write("*" if mask else key)
         finally:
-            self._redraw = None
+            self._redraw = previous
 
     async def hotkey(self, prompt: str, allowed: str, default: str = "") -> str:
         """One key from ``allowed`` (case-insensitive; Enter gives ``default``)."""
@@ -337,7 +422,7 @@ class Terminal:
             await self.write(prompt)
 
         await redraw()
-        self._redraw = redraw
+        previous, self._redraw = self._redraw, redraw
         try:
             while True:
                 key = await self.getkey()
@@ -347,7 +432,7 @@ class Terminal:
                     await self.write(key.upper() + "\r\n")
                     return key.upper()
         finally:
-            self._redraw = None
+            self._redraw = previous
 
     async def yesno(self, question: str, default: bool = True) -> bool:
         hint = "\x01h\x01wY\x01n\x01c/n" if default else "y/\x01h\x01wN\x01n\x01c"

@@ -23,6 +23,7 @@ from bbs.users import LEN_LOCATION, LEN_NAME, LEN_NETMAIL, User
 from nodes import terminal as t
 from nodes.io import Hangup, Link, Terminal
 from nodes.menus import MAIN_MENU
+from nodes.sysop import SessionAccess
 
 if TYPE_CHECKING:
     from bbs.app import App
@@ -142,6 +143,8 @@ class Session:
         user (SSH password, RLogin quick login); ``new_user``: go straight to
         the application (SSH's new-user name)."""
         started = time.time()
+        access = SessionAccess(self)  # the sysop console's spy, chat and interrupt (bbs.spy)
+        unregister = self.app.spy.register(access)
         try:
             try:
                 await self.detect()
@@ -162,7 +165,14 @@ class Session:
                         await self.term.write(exc.message)
                     except Exception:  # the caller may be gone already
                         pass
+                if exc.logoff and self.user is not None:
+                    try:
+                        await self.logoff()
+                    except Exception:  # hung up meanwhile
+                        pass
         finally:
+            unregister()
+            access.close()
             if self._unsubscribe is not None:
                 self._unsubscribe()
             self.term.close()

@@ -8,7 +8,10 @@ into the terminal's notices, so the line shows while the caller is typing
 (the input line is drawn again after it, like a telegram).
 
 Paging the sysop sends a telegram to the Operator account (main.ini) through
-``app.telegrams.send``; a sysop who is on a node sees it at once.
+``app.telegrams.send``; a sysop who is on a node sees it at once, and the
+sysop console is told (:class:`bbs.spy.SysopPaged`) so it can answer with a
+chat. :func:`sysop_chat` is the caller's side of that chat (started by the
+console through :mod:`bbs.spy`, at the caller's next prompt).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bbs.errors import BBSError, Reason
+from bbs.spy import LEN_SYSOP_CHAT_LINE, ChatSide, SysopChat, SysopPaged
 from nodes import terminal as t
 
 if TYPE_CHECKING:
@@ -170,9 +174,66 @@ async def page_sysop(session: "Session", args: tuple[str, ...]) -> None:
         await session.print(f"\x01n\x01h\x01rNot sent: {exc}.\x01n\r\n")
         return
     session.log.info("paged the sysop (%s): %s", sysop.alias, reason)
+    session.app.bus.publish(SysopPaged(session.node, alias, reason))
     online = any(r.user_number == sysop.number for r in session.app.nodes.in_use())
     await session.print(f"\x01n\x01h\x01gPage sent to {sysop.alias}"
                         f"{'' if online else ' (not on line now; shown at their next logon)'}.\x01n\r\n")
+
+
+class _ChatOver(Exception):
+    """Raised at the caller's prompt when the sysop ends the chat."""
+
+
+class _CallerSide(ChatSide):
+    """The caller's end of a sysop chat: the sysop's lines show at once
+    (like a telegram, the input line is drawn again after them)."""
+
+    def __init__(self, session: "Session", chat: SysopChat) -> None:
+        self.session, self.chat = session, chat
+        self.showing = True  # the chat screen runs; cleared when it returns
+
+    def line(self, text: str) -> None:
+        self.session.term.notify(f"\x01n\x01h\x01y{_safe(self.chat.sysop)}: \x01n\x01y{text}")
+
+    def ended(self, by: str) -> None:
+        if by == "sysop":
+            self.session.term.break_in(self._leave)
+
+    async def _leave(self) -> None:
+        if self.showing:  # the caller may have typed /q meanwhile
+            raise _ChatOver
+
+
+async def sysop_chat(session: "Session", chat: SysopChat) -> None:
+    """The sysop's chat on the caller's screen, run at the caller's next
+    prompt (Terminal.break_in): lines both ways until either side ends it
+    (the caller with /q); then the caller's prompt comes back."""
+    alias = session.user.alias if session.user else "caller"
+    side = _CallerSide(session, chat)
+    if not chat.open(alias, side):
+        return  # the sysop gave up before the caller got here
+    previous = session.app.nodes.get(session.node).activity
+    session.set_activity("chatting with the sysop")
+    session.log.info("chat with the sysop (%s) begins", chat.sysop)
+    try:
+        await session.print(f"\r\n\x01n\x01h\x01y*** {_safe(chat.sysop)} (the sysop) is chatting with you. "
+                            "\x01n\x01yType and press Enter; \x01h/q\x01n\x01y ends the chat.\x01n\r\n")
+        while True:
+            line = t.printable(await session.term.getline("\x01n\x01h\x01gYou: \x01n", maxlen=LEN_SYSOP_CHAT_LINE))
+            text = line.strip()
+            if text.lower() in ("/q", "/quit"):
+                chat.end("caller")
+                break
+            if text:
+                chat.caller_says(text)
+        await session.print("\x01n\x01h\x01y*** Chat ended.\x01n\r\n")
+    except _ChatOver:
+        await session.print("\r\n\x01n\x01h\x01y*** The sysop has ended the chat.\x01n\r\n")
+    finally:
+        side.showing = False
+        chat.end("gone")  # the caller hung up; nothing happens when the chat has ended already
+        session.set_activity(previous)
+        session.log.info("chat with the sysop ends (%s)", chat.ended_by)
 
 
 SCREENS = {"chat_join": chat_join, "page_sysop": page_sysop}
