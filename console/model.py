@@ -20,6 +20,7 @@ from typing import Any, Callable
 from bbs.events import (ConnectionClosed, ConnectionOpened, ConnectionRefused, Event, EventBus, LogEvent,
                         MailDelivered, MailFailed, MailQueued, NodeChanged, SecurityEvent, UserLogoff,
                         UserLogon)
+from bbs.spy import SysopPaged
 
 #: Seconds between a change and the redraw that shows it (at most 5 redraws a second).
 REFRESH_INTERVAL = 0.2
@@ -108,6 +109,8 @@ class ConsoleModel:
         self.logs: collections.deque[LogEvent] = collections.deque(maxlen=LOG_SCROLLBACK)
         self.stats = Stats(_day(clock()))
         self.on_flush: Callable[[Changes], None] | None = None
+        #: Called at once (inline, keep it cheap) when a caller pages the sysop (bbs.spy.SysopPaged).
+        self.on_page: Callable[[SysopPaged], None] | None = None
         self.flushes = 0
         self._schedule = schedule
         self._clock = clock
@@ -163,6 +166,10 @@ class ConsoleModel:
             key = {MailQueued: "mail_queued", MailDelivered: "mail_delivered", MailFailed: "mail_failed"}
             self.stats.count(key[type(event)], when)
             self._stats_dirty = self._mail_dirty = True
+        elif isinstance(event, SysopPaged):
+            if self.on_page is not None:
+                self.on_page(event)
+            return
         else:
             return
         self._arm()

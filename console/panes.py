@@ -17,7 +17,7 @@ import urwid
 from bbs import units
 from bbs.events import LogEvent
 from bbs.nodetable import NodeStatus
-from console import actions
+from console import actions, spy
 from console.model import LOG_SCROLLBACK, STAT_LABELS, Changes
 
 #: Log tags the server filter cycles through (None = every server).
@@ -61,9 +61,11 @@ NODE_STATUS = {NodeStatus.WAITING: "waiting", NodeStatus.LOGON: "logging on",
 NODE_HEADER = f"{'Node':>4}  {'Status':<22} {'User':<14} {'Activity':<16} {'Conn':<7} {'Address':<18} {'Time on':>8}"
 
 
-def node_row(record: Any, now: float) -> str:
-    """One line of the Nodes pane for a NodeRecord."""
+def node_row(record: Any, now: float, *, paging: bool = False) -> str:
+    """One line of the Nodes pane for a NodeRecord (``paging``: its caller paged the sysop)."""
     status = NODE_STATUS[record.status]
+    if paging:
+        status += " [page]"
     if record.locked:
         status += " [lock]"
     if record.down_after:
@@ -169,13 +171,17 @@ class Pane(urwid.WidgetWrap):
 
 class NodesPane(Pane):
     title = "Nodes"
-    help = "k kick  l lock/unlock  d down after logoff (or offline/up)  t telegram"
+    help = "s spy  c chat  t telegram  i interrupt  k kick  l lock/unlock  d down after logoff (or offline/up)"
 
     def __init__(self, ui: Any, records: Iterable[Any], clock: Callable[[], float] = time.time) -> None:
         super().__init__(ui, NODE_HEADER)
         self.clock = clock
         self.records = {r.number: r for r in records}
         self.row_of: dict[int, urwid.AttrMap] = {}
+        self.pages: dict[int, Any] = {}  # node -> the caller's bbs.spy.SysopPaged, until answered or gone
+        model = getattr(ui, "model", None)
+        if model is not None:
+            model.on_page = self.paged
         now = clock()
         for number in sorted(self.records):
             self.row_of[number] = _wrap(Row(node_row(self.records[number], now), number),
@@ -186,13 +192,28 @@ class NodesPane(Pane):
         row = self.row_of.get(record.number)
         if row is None:
             return
-        row.original_widget.set_text(node_row(record, now))
+        row.original_widget.set_text(node_row(record, now, paging=record.number in self.pages))
         row.set_attr_map({None: NODE_ATTRS[record.status]})
+
+    def paged(self, event: Any) -> None:
+        """The caller on ``event.node`` paged the sysop (a bus callback: mark,
+        say so in the footer unless the sysop is typing there, redraw batched)."""
+        self.pages[event.node] = event
+        record = self.records.get(event.node)
+        if record is not None:
+            self._show(record, self.clock())
+        if self.ui.frame.footer is self.ui.footer_bar:
+            self.ui.status(f"node {event.node}: {event.user} pages you: {event.reason}   (c on node {event.node} "
+                           "answers with a chat)", "ask")
+        self.ui.model.mark()
 
     def refresh(self, changes: Changes) -> None:
         now = self.clock()
         for number, record in changes.nodes.items():
             self.records[number] = record
+            page = self.pages.get(number)
+            if page is not None and record.user != page.user:  # the caller who paged has gone
+                del self.pages[number]
             self._show(record, now)
         if changes.tick:
             for record in self.records.values():
@@ -211,6 +232,13 @@ class NodesPane(Pane):
             self.ui.run(lambda: actions.toggle_lock(app, number))
         elif key == "d":
             self.ui.run(lambda: actions.toggle_down(app, number))
+        elif key == "s" and hasattr(app, "spy"):
+            self.ui.run(lambda: spy.spy_on(self.ui, number))
+        elif key == "c" and hasattr(app, "spy"):
+            self.ui.run(lambda: self._chat(number))
+        elif key == "i" and hasattr(app, "spy"):
+            self.ui.confirm(f"Interrupt node {number} (log its caller off at the next prompt)?",
+                            lambda: spy.interrupt_node(self.ui, number))
         elif key == "t" and hasattr(app, "telegrams"):
             record = self.records[number]
             if not record.user_number:
@@ -221,6 +249,12 @@ class NodesPane(Pane):
         else:
             return key
         return None
+
+    def _chat(self, number: int) -> str:
+        message = spy.chat_with(self.ui, number)
+        if self.pages.pop(number, None) is not None:
+            self._show(self.records[number], self.clock())
+        return message
 
 
 class ClientsPane(Pane):
