@@ -342,7 +342,20 @@ class ScfgView(urwid.WidgetWrap):
         if key in ("q", "Q") and self.on_quit is not None and not self.stack:
             self.on_quit()
             return None
+        if isinstance(self.screen, Menu) and len(key) == 1 and key.isalpha() and key not in "qQ":
+            self.jump(key)
+            return None
         return key
+
+    def jump(self, letter: str) -> None:
+        """Focus the next line that starts with ``letter`` (SCFG's hot letters)."""
+        texts = self.texts()
+        here = self.walker.get_focus()[1] or 0
+        for step in range(1, len(texts) + 1):
+            index = (here + step) % len(texts)
+            if texts[index].lower().startswith(letter.lower()):
+                self.walker.set_focus(index)
+                return
 
     def refresh(self, changes: Any) -> None:
         """(Config pane of the live console: nothing live to show.)"""
