@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import ssl
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from bbs.db import Database
 from bbs.events import EventBus, SecurityEvent
@@ -72,6 +72,9 @@ class App:
         #: ``async (app, channel) -> exit status``: the live console on a remote channel (SSH
         #: ``console`` command), registered by the composition root; None: not offered.
         self.remote_console: Callable[..., Awaitable[int]] | None = None
+        #: Start, stop and recycle of the servers (bbs.control.ServerControl), set by
+        #: bbs.runner.serve while the BBS runs; None otherwise (e.g. `bbs scfg`).
+        self.servers: Any = None
         self._tls: ssl.SSLContext | None = None
         self.listeners = ListenerManager(bus=self.bus, filters=self.filters, login=self.login,
                                          tls_context=self.tls_context)
@@ -88,6 +91,11 @@ class App:
             ensure_certificate(glob.tls_certificate, glob.tls_private_key, glob.hostname)
             self._tls = server_context(glob.tls_certificate, glob.tls_private_key)
         return self._tls
+
+    def reset_tls(self) -> None:
+        """Forget the TLS context: the next use reads the certificate files
+        again (a recycle after the sysop replaced them)."""
+        self._tls = None
 
     async def open(self, announce_password: Callable[[str, str], None] | None = None) -> None:
         """Open databases, create folders, the TLS certificate and (on the

@@ -1,4 +1,4 @@
-"""The ``bbs`` command: init, run, config check, user administration.
+"""The ``bbs`` command: init, run, console, scfg, config check, user and mail administration.
 
 Exit status: 0 success, 1 runtime failure (bind error, unknown user ...),
 2 bad configuration or usage (``path:line: what`` on stderr).
@@ -89,6 +89,12 @@ def cmd_scfg(args: argparse.Namespace) -> int:
         print("bbs scfg: the configuration menus need a terminal", file=sys.stderr)
         return EXIT_FAIL
     return asyncio.run(run_scfg(root))
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from console.attach import main as attach_console
+
+    return attach_console(_home(args))
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -242,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     with_dir(sub.add_parser("scfg", help="SCFG-style configuration menus (no servers started)")
              ).set_defaults(func=cmd_scfg)
+    with_dir(sub.add_parser("console", help="attach the live console to the BBS running on this instance")
+             ).set_defaults(func=cmd_console)
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     with_dir(config_sub.add_parser("check", help="validate ctrl/ without starting")).set_defaults(func=cmd_config_check)

@@ -17,6 +17,7 @@ from bbs import options, units
 from bbs.errors import ConfigError
 from bbs.ini import IniFile, IniSection
 from bbs.loginattempts import LoginAttemptRules
+from bbs.users import LEN_ALIAS
 
 #: Log levels accepted by ``LogLevel`` (Synchronet uses syslog names).
 LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARNING": 30, "WARN": 30,
@@ -93,6 +94,9 @@ class GlobalConfig:
     tls_certificate: Path
     tls_private_key: Path
     shutdown_grace: float
+    #: Seconds between checks for the ctrl/recycle semaphore files (Synchronet's
+    #: SemFileCheckFrequency, 2 by default).
+    sem_file_check_frequency: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +136,9 @@ class BBSConfig:
     ssh_legacy_algorithms: tuple[str, ...] = (
         "diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1", "ssh-rsa",
         "aes256-cbc", "aes128-cbc", "3des-cbc", "hmac-sha1")
+    #: Ours: aliases of users below the sysop level (90) who may open the
+    #: live sysop console (``ssh ... console``); sysops always may.
+    console_users: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +247,13 @@ def _ms_duration(text: str) -> float:
     return units.parse_duration(text, bare_unit=0.001)
 
 
+def _positive_duration(text: str) -> float:
+    seconds = units.parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return seconds
+
+
 def _count(text: str) -> int:
     return units.parse_int(text, minimum=0)
 
@@ -270,6 +284,7 @@ def _load_global(ini: IniFile, instance: Path) -> GlobalConfig:
         tls_certificate=instance / sec.get("TLSCertificate", "data/tls/server.crt"),
         tls_private_key=instance / sec.get("TLSPrivateKey", "data/tls/server.key"),
         shutdown_grace=sec.get("ShutdownGrace", 5.0, _nonneg_duration),
+        sem_file_check_frequency=sec.get("SemFileCheckFrequency", 2.0, _positive_duration),
     )
 
 
@@ -305,6 +320,7 @@ def _load_bbs(ini: IniFile, glob: GlobalConfig) -> BBSConfig:
         max_session_inactivity=sec.get("MaxSessionInactivity", 600.0, _nonneg_duration),
         ssh_new_user_name=sec.get("SSHNewUserName", "new", _ssh_user_name),
         ssh_legacy_algorithms=sec.get("SSHLegacyAlgorithms", BBSConfig.ssh_legacy_algorithms, units.parse_list),
+        console_users=sec.get("ConsoleUsers", (), _user_names),
     )
 
 
@@ -314,6 +330,15 @@ def _ssh_user_name(text: str) -> str:
     if text and (len(text) > 25 or not all(c.isalnum() or c in "-_." for c in text)):
         raise ValueError(f"{text!r} is not a login name (letters, digits, - _ . up to 25)")
     return text
+
+
+def _user_names(text: str) -> tuple[str, ...]:
+    """A list of user aliases ("Alice, Bob Smith"), each at most LEN_ALIAS characters."""
+    names = units.parse_list(text)
+    for name in names:
+        if len(name) > LEN_ALIAS:
+            raise ValueError(f"{name!r} is longer than an alias ({LEN_ALIAS} characters)")
+    return names
 
 
 _MAIL_IGNORED = ("POP3Sound", "InboundSound", "OutboundSound", "TempDirectory")

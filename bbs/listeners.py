@@ -37,11 +37,11 @@ from bbs.loginattempts import LoginAttemptTracker
 log = logging.getLogger(__name__)
 
 #: Server section -> log tag (see bbs.logsetup), so listener lines sort with their server.
-_TAGS = {"bbs": "term", "mail": "mail", "ftp": "ftp", "services": "srvc"}
+SERVER_TAGS = {"bbs": "term", "mail": "mail", "ftp": "ftp", "services": "srvc"}
 
 
 def _tag(item: ListenerConfig) -> dict:
-    return {"extra": {"tag": _TAGS.get(item.server, "bbs")}}
+    return {"extra": {"tag": SERVER_TAGS.get(item.server, "bbs")}}
 
 #: listen(2) backlog: room for hundreds of clients connecting at once. (Python
 #: 3.11's accept loop repeats an out-of-descriptors error once per slot,
@@ -141,9 +141,14 @@ class ListenerManager:
         """Bind every listener socket (retrying per BindRetryCount/Delay).
 
         Nothing accepts yet. Raises BindError after closing what was bound.
+        May be called again for a server being (re)started: its counters of
+        open connections carry over to the new settings.
         """
         for name, common in groups.items():
-            self._groups[name] = _ServerGroup(name, common)
+            previous = self._groups.get(name)
+            self._groups[name] = group = _ServerGroup(name, common)
+            if previous is not None:
+                group.active = previous.active  # callers who connected before a recycle
         try:
             for item in listeners:
                 common = self._groups[item.server].common
@@ -193,11 +198,13 @@ class ListenerManager:
     def start(self, handlers: dict[str, ServiceHandler]) -> asyncio.Future:
         """Start accepting on every bound socket whose service has a handler.
 
-        Returns a future that completes when every server is serving.
+        Returns a future that completes when every server is serving. Only
+        sockets bound since the last call are started.
         """
         loop = asyncio.get_running_loop()
         starts = []
-        for item, sock in self._sockets:
+        pending, self._sockets = self._sockets, []
+        for item, sock in pending:
             handler = handlers.get(item.service)
             if item.transport == "udp":
                 usable = handler is not None and handler.datagram is not None
@@ -211,7 +218,6 @@ class ListenerManager:
                 continue
             factory = lambda item=item, handler=handler: _Gate(self, item, handler)  # noqa: E731
             starts.append(self._serve(loop, item, sock, factory))
-        self._sockets = [(i, s) for i, s in self._sockets if s.fileno() != -1]
         return asyncio.ensure_future(asyncio.gather(*starts))
 
     async def _serve(self, loop, item, sock, factory) -> None:
@@ -344,9 +350,13 @@ class ListenerManager:
             else:
                 udp_keep.append((item, transport))
         self._udp = udp_keep
-        for _, sock in self._sockets:
-            sock.close()
-        self._sockets.clear()
+        sockets_keep = []
+        for item, sock in self._sockets:  # bound, not started yet
+            if wanted is None or item.service in wanted:
+                sock.close()
+            else:
+                sockets_keep.append((item, sock))
+        self._sockets = sockets_keep
 
     async def drain(self, grace: float) -> None:
         """Give open connections ``grace`` seconds to finish, then drop them."""

@@ -2,57 +2,48 @@
 
 Server packages are imported lazily by name; each provides
 ``create(app) -> ServerParts``. This is the only module that knows them all.
+:class:`bbs.control.ServerControl` (``app.servers``) starts, stops and
+recycles them; the live console attaches through ``console.attach``'s
+Unix socket (``bbs console``) when the caller registered
+``app.remote_console``.
 """
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import importlib
 import json
 import logging
 import os
 import signal
-from typing import Awaitable, Callable
+from typing import Any, Callable
 
 from bbs.app import App
-from bbs.listeners import BindError, ServiceHandler
+from bbs.control import SERVER_TITLES, ServerControl, ServerParts
+from bbs.listeners import BindError
+
+__all__ = ["SERVER_MODULES", "SERVER_TITLES", "ServerParts", "create_server", "serve"]
 
 log = logging.getLogger(__name__)
 
 #: Server section -> module providing ``create(app)``.
 SERVER_MODULES = {"bbs": "nodes.server", "mail": "mail.server", "ftp": "ftp.server",
                   "services": "services.server"}
-SERVER_TITLES = {"bbs": "Terminal Server", "mail": "Mail Server", "ftp": "FTP Server",
-                 "services": "Services"}
+#: Module providing ``open_console_socket(app)``: the local console socket of ``bbs console``.
+CONSOLE_SOCKET_MODULE = "console.attach"
 
 
-@dataclasses.dataclass
-class ServerParts:
-    """What a server package contributes: handlers per service name,
-    background tasks (e.g. SendMail) and a stop hook."""
-
-    handlers: dict[str, ServiceHandler]
-    tasks: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
-    stop: Callable[[], Awaitable[None]] | None = None
-
-
-def load_servers(app: App) -> dict[str, ServerParts]:
-    """Import and create each server whose section is enabled and has listeners."""
-    wanted = {item.server for item in app.config.listeners}
-    parts: dict[str, ServerParts] = {}
-    for server, module_name in SERVER_MODULES.items():
-        if server not in wanted:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                log.warning("%s: not part of this build yet; its listeners stay closed",
-                            SERVER_TITLES[server])
-                continue
-            raise
-        parts[server] = module.create(app)
-    return parts
+def create_server(app: App, server: str) -> ServerParts | None:
+    """Import ``server``'s package and create its parts from ``app.config``
+    (None when the package is not part of this build)."""
+    module_name = SERVER_MODULES[server]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            log.warning("%s: not part of this build yet; its listeners stay closed", SERVER_TITLES[server])
+            return None
+        raise
+    return module.create(app)
 
 
 async def serve(app: App, *, stop: asyncio.Event | None = None,
@@ -72,41 +63,33 @@ async def serve(app: App, *, stop: asyncio.Event | None = None,
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     await app.open(announce_password)
-    parts = load_servers(app)
-    handlers = {name: h for p in parts.values() for name, h in p.handlers.items()}
-    listeners = [item for item in app.config.listeners if item.service in handlers]
-    for name in sorted({i.service for i in app.config.listeners if i.server in parts and i.service not in handlers}):
-        log.warning("%s: not part of this build yet; its listener stays closed", name)
-    groups = {name: getattr(app.config.server, name).common for name in parts}
-    background: list[asyncio.Task] = []
+    control = ServerControl(app, create_server, on_change=lambda: _write_ports(app))
+    app.servers = control
+    watcher: asyncio.Task | None = None
+    console_socket: Any = None
     status = 0
     try:
+        if app.remote_console is not None:  # before listeners.json: scripts may attach once it is written
+            console_socket = await importlib.import_module(CONSOLE_SOCKET_MODULE).open_console_socket(app)
         try:
-            await app.listeners.bind(listeners, groups)
+            await control.start_all()
         except BindError as exc:
             log.critical("%s", exc)
             return 1
-        await app.listeners.start(handlers)
-        for server, part in parts.items():
-            log.info("%s started", SERVER_TITLES[server])
-            background.extend(loop.create_task(task()) for task in part.tasks)
-        _write_ports(app)
         log.info("%s ready: %d listener socket(s), nodes %d-%d", app.config.system.name,
                  len(app.listeners.bound()), app.config.system.first_node, app.config.system.last_node)
+        watcher = loop.create_task(control.watch_semaphores())
         await stop.wait()
     finally:
         grace = app.config.server.global_.shutdown_grace
         log.info("shutting down: listeners closed, sessions get %g seconds", grace)
         app.shutdown.set()
-        await app.listeners.close_listeners()
-        for task in background:
-            task.cancel()
-        await app.listeners.drain(grace)
-        for part in parts.values():
-            if part.stop is not None:
-                await part.stop()
-        if background:
-            await asyncio.wait(background, timeout=2.0)
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        if console_socket is not None:
+            await console_socket.close()
+        await control.close(grace)
         await app.close()
         for signum in installed:
             loop.remove_signal_handler(signum)

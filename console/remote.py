@@ -1,11 +1,15 @@
-"""The live console over a remote channel (the BBS's own SSH server).
+"""The live console over a remote channel: the BBS's own SSH server, or
+``bbs console``'s Unix socket (:mod:`console.attach`).
 
 :func:`run_remote_console` is what the composition root registers as
 ``app.remote_console``; the SSH server calls it when a sysop runs
-``ssh -t -p <port> sysop@host console``. Each call is a second, independent
-console: its own :class:`~console.model.ConsoleModel` on the App's bus, its
-own urwid ``MainLoop`` on the running loop, its own screen. Several can run
-at once, next to the local one.
+``ssh -t -p <port> sysop@host console``, the console socket when ``bbs
+console`` attaches. Any byte channel with a window size will do
+(:class:`ConsoleChannel`; :class:`QueueChannel` builds one from callbacks).
+Each call is a second, independent console: its own
+:class:`~console.model.ConsoleModel` on the App's bus, its own urwid
+``MainLoop`` on the running loop, its own screen. Several can run at once,
+next to the local one.
 
 urwid's raw display wants a terminal, so each remote console gets a pty
 pair: urwid reads its keys from the pty's slave side (in cbreak mode, as on a
@@ -59,6 +63,42 @@ class ConsoleChannel(Protocol):
         """The next bytes from the caller; b"" once the channel is gone."""
 
     def write(self, data: bytes) -> None: ...
+
+
+class QueueChannel:
+    """A :class:`ConsoleChannel` fed by a protocol's callbacks: ``feed``
+    the caller's bytes, ``resized`` on a window change, ``feed_eof`` when
+    the caller is gone; ``write`` goes to ``send``. (The SSH server's link
+    is its own; ``bbs console``'s Unix socket uses this one.)"""
+
+    def __init__(self, send: Callable[[bytes], None], term_type: str = "", cols: int = 0, rows: int = 0) -> None:
+        self.term_type, self.cols, self.rows = term_type, cols, rows
+        self.on_resize: Callable[[], None] | None = None
+        self._send = send
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._eof = False
+
+    def feed(self, data: bytes) -> None:
+        if data and not self._eof:
+            self._queue.put_nowait(bytes(data))
+
+    def feed_eof(self) -> None:
+        if not self._eof:
+            self._eof = True
+            self._queue.put_nowait(b"")
+
+    def resized(self, cols: int, rows: int) -> None:
+        self.cols, self.rows = cols, rows
+        if self.on_resize is not None:
+            self.on_resize()
+
+    async def read(self) -> bytes:
+        if self._eof and self._queue.empty():
+            return b""
+        return await self._queue.get()
+
+    def write(self, data: bytes) -> None:
+        self._send(data)
 
 
 class RemoteSysopConsole(SysopConsole):

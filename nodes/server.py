@@ -86,6 +86,11 @@ class NodeServices:
             except Exception:
                 pass
 
+    def adopt(self, old: ServerParts) -> None:
+        """A recycle replaces ``old``'s services with these: callers still on
+        the old ones and new callers share one chat channel."""
+        self.chat = old.state.chat
+
     async def stop(self) -> None:
         """After the grace period: cancel the sessions left."""
         for task in list(self.sessions):
@@ -110,4 +115,4 @@ def create(app: App) -> ServerParts:
     if "ssh" in wanted:
         ssh = SSHService(services)
         handlers["ssh"] = ServiceHandler(protocol=ssh.factory)
-    return ServerParts(handlers=handlers, stop=services.stop)
+    return ServerParts(handlers=handlers, stop=services.stop, state=services, adopt=services.adopt)
