@@ -15,9 +15,10 @@ authenticated is logged straight in (no second prompt). A PTY gives the
 terminal type and size; window-change requests resize the session.
 
 Remote console: the exec command ``console`` (``ssh -t -p PORT sysop@host
-console``) from a sysop (level 90+) runs ``app.remote_console`` on the
-channel instead of a node session, when the composition root registered
-one; anyone else is refused with exit status 1. Other commands are refused.
+console``) from a sysop (level 90+) or a user named in ``[BBS]
+ConsoleUsers`` runs ``app.remote_console`` on the channel instead of a node
+session, when the composition root registered one; anyone else is refused
+with exit status 1. Other commands are refused.
 
 Host keys (Ed25519 and RSA) are generated on first start in ``data/ssh/``
 with mode 0600. Algorithms: the modern set first, then the configured
@@ -62,7 +63,8 @@ HOST_KEYS = (("ssh_host_ed25519_key", "ssh-ed25519", {}), ("ssh_host_rsa_key", "
 LOGIN_TIMEOUT = 120
 #: The exec command that opens the remote sysop console.
 CONSOLE_COMMAND = "console"
-CONSOLE_REFUSED = b"console: only a sysop (security level 90+) may open the remote console\r\n"
+CONSOLE_REFUSED = (b"console: only a sysop (security level 90+) or a console user ([BBS] ConsoleUsers) "
+                   b"may open the remote console\r\n")
 CONSOLE_UNAVAILABLE = b"console: the remote console is not available in this BBS\r\n"
 
 
@@ -112,6 +114,11 @@ def load_host_keys(folder: Path) -> list:
         os.chmod(path, 0o600)
         keys.append(asyncssh.read_private_key(str(path)))
     return keys
+
+
+def may_open_console(user, console_users) -> bool:
+    """A sysop (level 90+) or a user whose alias ``[BBS] ConsoleUsers`` lists (any case)."""
+    return user.is_sysop or user.alias.lower() in {name.lower() for name in console_users}
 
 
 class SSHLink(QueueLink):
@@ -270,19 +277,21 @@ class SSHService:
 
     async def start_console(self, server: NodeSSHServer, link: SSHLink) -> None:
         """The ``console`` command: ``app.remote_console`` on this channel for
-        a sysop; a refusal and exit status 1 for anyone else. Takes no node;
+        a sysop or console user; a refusal and exit status 1 for anyone else. Takes no node;
         never raises; the channel is closed when it returns."""
         app = self.services.app
         address, user = server.conn.address, server.user
         status = 1
         try:
-            if user is None or not user.is_sysop:
-                log.warning("ssh %s: remote console refused to %r (not a sysop)", address, server.username[:40])
+            if user is None or not may_open_console(user, app.config.server.bbs.console_users):
+                log.warning("ssh %s: remote console refused to %r (not a sysop or console user)", address,
+                            server.username[:40])
                 link.write(CONSOLE_REFUSED)
             elif app.remote_console is None:
                 link.write(CONSOLE_UNAVAILABLE)
             else:
-                log.info("ssh %s: %s opened the remote console", address, user.alias)
+                log.info("ssh %s: %s opened the remote console%s", address, user.alias,
+                         "" if user.is_sysop else f" (console user, level {user.level})")
                 server.conn.user = user.alias
                 status = await app.remote_console(app, link)
                 log.info("ssh %s: %s closed the remote console", address, user.alias)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 from pathlib import Path
 
 import pexpect
@@ -19,7 +20,7 @@ NODES_TAB = "1 Nodes"
 NODE1_WAITING = r"   1  waiting "
 NODE1_LOGGING_ON = r"   1  logging on\s+-\s+logging on\s+telnet\s+127\.0\.0\.1"
 QUIT_QUESTION = r"Close this remote console\? \(the BBS keeps running\) \[y/N\]"
-REFUSED = "only a sysop (security level 90+) may open the remote console"
+REFUSED = "only a sysop (security level 90+) or a console user ([BBS] ConsoleUsers) may open the remote console"
 #: urwid moving to the first column of the last row (the footer) of a 20-row window.
 FOOTER_AT_ROW_20 = "\x1b[20;1H"
 PASSWORD_LINE = re.compile(r"Sysop account 'Sysop' created\. Password: (\S+)")
@@ -107,7 +108,41 @@ def test_a_caller_who_is_not_a_sysop_is_refused_the_console(board: BBSProcess):
     assert NODES_TAB not in session.before
     assert board.proc.poll() is None
     log = (board.root / "data" / "logs" / "bbs.log").read_text()
-    assert "remote console refused to 'Alice' (not a sysop)" in log
+    assert "remote console refused to 'Alice' (not a sysop or console user)" in log
+
+
+def wait_for_log(board: BBSProcess, text: str, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = (board.root / "data" / "logs" / "bbs.log").read_text()
+        if text in log:
+            return log
+        time.sleep(0.1)
+    raise AssertionError(f"not logged: {text}")
+
+
+def test_a_console_user_below_the_sysop_level_opens_the_console(board: BBSProcess):
+    add_user(board.root, "Bob", "bobpw123")
+    set_ini(board.root / "ctrl" / "sbbs.ini", "BBS", "ConsoleUsers", "alice")   # any case
+    (board.root / "ctrl" / "recycle.term").touch()                               # applied by a recycle
+    wait_for_log(board, "Terminal Server recycled")
+    console = ssh_console(board.ports["ssh"], "Alice", "alicepw1")
+    try:
+        console.expect(NODES_TAB)
+        console.send("q")
+        console.expect(QUIT_QUESTION)
+        console.send("y")
+        console.expect(pexpect.EOF)
+    finally:
+        console.close(force=True)
+    assert console.exitstatus == 0
+    refused = ssh_console(board.ports["ssh"], "Bob", "bobpw123")
+    refused.expect_exact(REFUSED)
+    refused.expect(pexpect.EOF)
+    refused.close()
+    assert refused.exitstatus == 1
+    log = wait_for_log(board, "remote console refused to 'Bob'")
+    assert "Alice opened the remote console (console user, level 10)" in log
 
 
 def test_stopping_the_bbs_closes_the_remote_console(board: BBSProcess):
