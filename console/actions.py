@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+from bbs.control import ControlError
 from bbs.errors import BBSError
 from bbs.nodetable import NodeStatus
 
@@ -108,3 +109,22 @@ async def send_telegram(app, number: int, text: str) -> str:
         raise ActionError(f"telegram not sent: {exc}") from None
     log.info("sysop sent a telegram to %s on node %d", record.user, number)
     return f"telegram sent to {record.user} on node {number}"
+
+
+#: What the sysop may do to a server (bbs.control.ServerControl's methods), and how it is logged.
+SERVER_VERBS = {"recycle": logging.INFO, "stop": logging.WARNING, "start": logging.INFO}
+
+
+async def control_server(app, verb: str, server: str | None) -> str:
+    """``verb`` (recycle, stop or start) ``server`` (``term``, ``mail``,
+    ``ftp``, ``srvc``; None: every server) through ``app.servers``. Recycle
+    and start re-read the configuration: a bad one changes nothing and its
+    ``file:line: what`` is the error."""
+    control = getattr(app, "servers", None)
+    if control is None:
+        raise ActionError("the servers are not running in this process")
+    log.log(SERVER_VERBS[verb], "sysop: %s %s", verb, server or "every server")
+    try:
+        return await getattr(control, verb)(server)
+    except ControlError as exc:
+        raise ActionError(str(exc)) from None

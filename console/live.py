@@ -24,6 +24,7 @@ import urwid
 from console import actions
 from console.model import ConsoleModel, merge_changes
 from console.scfg import ScfgView
+from console.servers import ServersPane
 from console.scfg_stores import Stores
 from console.panes import BansPane, ClientsPane, LogsPane, MailQueuePane, NodesPane, Prompt, StatsPane, log_row
 
@@ -83,7 +84,8 @@ class SysopConsole(urwid.WidgetWrap):
         ]
         if read_queue is not None:
             self.panes.append(MailQueuePane(self, read_queue))
-        self.panes.extend(extra_panes or [])
+        # A class is built with this console as its ``ui`` (the Servers pane).
+        self.panes.extend(pane(self) if isinstance(pane, type) else pane for pane in extra_panes or [])
         self.current = 0
         self.tabs = urwid.Text("", wrap="clip")
         self.status_text = urwid.Text("", wrap="clip")
@@ -281,7 +283,8 @@ async def open_console(app: Any, stop: asyncio.Event, *, screen: Any = None,
                          schedule=loop.call_later)
     model.attach(app.bus)
     scfg = ScfgView(app.instance.root, stores=Stores.of_app(app))
-    console = console_class(app, stop, model=model, read_queue=read_queue, extra_panes=[scfg])
+    scfg.app = app  # saves offer to apply or recycle in this running BBS
+    console = console_class(app, stop, model=model, read_queue=read_queue, extra_panes=[ServersPane, scfg])
     scfg.redraw = console.draw
     main_loop = urwid.MainLoop(console, PALETTE, screen=screen, handle_mouse=False,
                                event_loop=urwid.AsyncioEventLoop(loop=loop))
