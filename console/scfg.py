@@ -20,16 +20,13 @@ import urwid
 from bbs.errors import BBSError
 from console.cfgfile import (atomic_write, ini_get, ini_set, read_text, sections, validate_ini_edit,
                              validate_list)
+from console.cfgapply import APPLIES_LIVE, apply_saved, effect_of  # noqa: F401 (APPLIES_LIVE: re-exported)
 from console.panes import Prompt, Row
 from console.scfg_areas import FILE_AREAS, MSG_AREAS, Areas
 from console.scfg_items import MAIN, SBBS, Field, ListFile, Menu, fields
 from console.scfg_users import Users
 
 log = logging.getLogger(__name__)
-
-#: What the status line says after a save, by how the change takes effect.
-APPLIES_LIVE = "applies now (the file is re-read on its next use)"
-APPLIES_RECYCLE = "needs a recycle: restart the BBS (bbs run) to apply it"
 
 
 _fields = fields  # (its name before it moved to console.scfg_items)
@@ -138,6 +135,9 @@ class ScfgView(urwid.WidgetWrap):
         self.root = Path(root)
         self.on_quit = on_quit
         self.stores = stores
+        #: The running App when these menus are the live console's Config pane
+        #: (saves then apply or recycle at once); None in `bbs scfg` alone.
+        self.app: Any = None
         self.redraw: Callable[[], None] = lambda: None
         self._tasks: set[asyncio.Task] = set()
         self.stack: list[tuple[Any, int]] = []  # (menu or list file, focus) of the screens left
@@ -252,10 +252,15 @@ class ScfgView(urwid.WidgetWrap):
         while self._tasks:
             await asyncio.gather(*self._tasks)
 
-    def saved(self, file: str, what: str, live: bool) -> None:
-        """Tell the sysop that ``file`` (relative to the instance) was saved by
-        an edit described by ``what``, and when it applies."""
-        self.status(f"saved {file}: {what}; {APPLIES_LIVE if live else APPLIES_RECYCLE}", "ok_msg")
+    def saved(self, file: str, what: str, live: bool, section: str | None = None, key: str | None = None) -> None:
+        """Every save ends here: tell the sysop that ``file`` (relative to the
+        instance) was saved by the edit ``what`` (of ``key`` in ``[section]``),
+        when it applies, and apply it: in the live console (``self.app``) the
+        areas are re-read at once and a yes/no question recycles the server
+        that needs it; alone, a BBS running on the instance gets the
+        recycle semaphore file (console.cfgapply)."""
+        head = f"saved {file}: {what}" if what else f"saved {file}"
+        apply_saved(self, head, effect_of(self.root, file, section, key, live))
 
     # -- editing -------------------------------------------------------------
     def edit_field(self, field: Field) -> None:
@@ -273,8 +278,7 @@ class ScfgView(urwid.WidgetWrap):
                 return
             atomic_write(path, text)
             self.show(self.walker.get_focus()[1] or 0)
-            note = APPLIES_LIVE if field.live else APPLIES_RECYCLE
-            self.status(f"saved {field.file}: {field.key} = {value}; {note}", "ok_msg")
+            self.saved(field.file, f"{field.key} = {value}", field.live, field.section, field.key)
 
         self.ask(f"[{field.section}] {field.key} = ", current or "", done)
 
@@ -291,7 +295,7 @@ class ScfgView(urwid.WidgetWrap):
                 return
             atomic_write(path, "\n".join(new) + "\n" if new else "")
             self.show(focus)
-            self.status(f"saved {item.file}; {APPLIES_LIVE if item.live else APPLIES_RECYCLE}", "ok_msg")
+            self.saved(item.file, "", item.live)
 
         if mode == "delete":
             if index is None:

@@ -94,7 +94,7 @@ def test_scfg_changes_a_setting_through_the_menus(instance: Path):
         scfg.send(ENTER)
         scfg.expect(r"\[Mail\] SMTPPort = ")
         scfg.send(BACKSPACE + "2525" + ENTER)
-        scfg.expect("saved ctrl/sbbs.ini: SMTPPort = 2525; needs a recycle")
+        scfg.expect(r"saved ctrl/sbbs.ini: SMTPPort = 2525; applies at the next bbs run \(no BBS runs")
         scfg.send(ESC)
         scfg.expect("Terminal Server ...")
         scfg.send(ESC)
