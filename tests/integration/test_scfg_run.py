@@ -2,8 +2,9 @@
 `bbs run` then serves to a real telnet caller."""
 from __future__ import annotations
 
-import re
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import pexpect
 
@@ -15,10 +16,25 @@ ANSI = r"(\x1b\[[0-9;]*m)*"  # colour codes between words
 END, UP, DOWN = "\x1b[F", "\x1b[A", "\x1b[B"
 
 
-def test_a_sub_and_a_user_added_in_scfg_are_served_by_bbs_run(instance: Path):
+@contextlib.contextmanager
+def scfg_menus(instance: Path) -> Iterator[pexpect.spawn]:
+    """`bbs scfg` on a pty, at its top menu; the block must end there too:
+    then q quits and the exit status must be 0."""
     scfg = console("scfg", str(instance))
     try:
-        scfg.expect("Message Areas ...")
+        scfg.expect("System ...")
+        yield scfg
+        scfg.send("q")
+        scfg.expect(pexpect.EOF)
+        scfg.close()
+        assert scfg.exitstatus == 0
+    finally:
+        if scfg.isalive():
+            scfg.terminate(force=True)
+
+
+def test_a_sub_and_a_user_added_in_scfg_are_served_by_bbs_run(instance: Path):
+    with scfg_menus(instance) as scfg:
         scfg.send("m" + ENTER)                               # hot letter: Message Areas
         scfg.expect("Local ...")
         scfg.send(ENTER)
@@ -48,13 +64,6 @@ def test_a_sub_and_a_user_added_in_scfg_are_served_by_bbs_run(instance: Path):
         scfg.expect(r"#1\s+Carol")
         scfg.send(ESC)
         scfg.expect("System ...")
-        scfg.send("q")
-        scfg.expect(pexpect.EOF)
-        scfg.close()
-        assert scfg.exitstatus == 0
-    finally:
-        if scfg.isalive():
-            scfg.terminate(force=True)
     assert "[sub:Local:CHAT]\nname = Chatter\n" in (instance / "ctrl" / "msgs.ini").read_text()
 
     bbs = BBSProcess(instance).start()
@@ -89,9 +98,7 @@ def test_a_sub_and_a_user_added_in_scfg_are_served_by_bbs_run(instance: Path):
 
 def reset_password_in_scfg(instance: Path, alias: str) -> str:
     """`bbs scfg` > Users > / alias > Reset the password; returns the new one."""
-    scfg = console("scfg", str(instance))
-    try:
-        scfg.expect("System ...")
+    with scfg_menus(instance) as scfg:
         scfg.send("u" + ENTER)
         scfg.expect(alias)
         scfg.send("/")
@@ -107,13 +114,6 @@ def reset_password_in_scfg(instance: Path, alias: str) -> str:
         scfg.expect("level")
         scfg.send(ESC)
         scfg.expect("System ...")
-        scfg.send("q")
-        scfg.expect(pexpect.EOF)
-        scfg.close()
-        assert scfg.exitstatus == 0
-    finally:
-        if scfg.isalive():
-            scfg.terminate(force=True)
     return password
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from urwid.testing import press, render_text
+from urwid.testing import press
 
-from bbs.instance import init_instance, load_config
+from bbs.instance import load_config
 from console.cfgfile import (ini_add_section, ini_remove_section, ini_section_spans, ini_section_values,
                              validate_list)
 from console.scfg import ScfgView
 from console.scfg_stores import standalone_stores
 from tests.support import run_async
-
-SIZE = (110, 30)
+from tests.unit.scfg_support import SIZE, open_path, root, screen_text  # noqa: F401 (root: a fixture)
 
 SAMPLE = """; areas
 [grp:A]
@@ -69,22 +68,6 @@ def test_qwknodes_entries_must_be_qwk_ids(tmp_path: Path):
     assert validate_list(path, ["VERT", "vert*"]) == (f"{path}:2: 'vert*' is not a QWK-ID "
                                                       "(1-8 letters, digits, _ or -; no wildcards)")
     assert "TOOLONGID" in validate_list(path, ["TOOLONGID"])
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    init_instance(tmp_path)
-    return tmp_path
-
-
-def screen_text(view: ScfgView) -> str:
-    return " ".join(" ".join(render_text(view, SIZE)).split())
-
-
-def open_path(view: ScfgView, *labels: str) -> None:
-    for label in labels:
-        index = next(i for i, t in enumerate(view.texts()) if t.startswith(label))
-        press(view, SIZE, "home", *["down"] * index, "enter")
 
 
 def test_add_a_sub_after_the_groups_last_one(root: Path):

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from urwid.testing import press, render_text
+from urwid.testing import press
 
 from bbs.filters import FilterList
-from bbs.instance import init_instance, load_config
+from bbs.instance import load_config
 from console.scfg import APPLIES_LIVE, ScfgView
-
-SIZE = (110, 30)
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    init_instance(tmp_path)
-    return tmp_path
-
-
-def screen_text(view: ScfgView) -> str:
-    return " ".join(" ".join(render_text(view, SIZE)).split())
+from tests.unit.scfg_support import SIZE, root, screen_text  # noqa: F401 (root: a fixture)
 
 
 def test_hot_letters_move_to_the_next_matching_line(root: Path):

@@ -5,26 +5,20 @@ import re
 from pathlib import Path
 
 import pytest
-from urwid.testing import press, render_text
+from urwid.testing import press
 
 from bbs.errors import BBSError
-from bbs.instance import init_instance
 from console.scfg import ScfgView
 from console.scfg_stores import standalone_stores
 from tests.support import run_async
-
-SIZE = (120, 30)
+from tests.unit.scfg_support import SIZE, open_path, screen_text
+from tests.unit.scfg_support import root as instance  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    init_instance(tmp_path)
-    (tmp_path / "text" / "name.can").write_text("; no\nroot\n")
-    return tmp_path
-
-
-def screen_text(view: ScfgView) -> str:
-    return " ".join(" ".join(render_text(view, SIZE)).split())
+def root(instance: Path) -> Path:
+    (instance / "text" / "name.can").write_text("; no\nroot\n")
+    return instance
 
 
 async def keys(view: ScfgView, *pressed: str) -> None:
@@ -41,8 +35,8 @@ def editor(root: Path, test) -> None:
             await stores.users.add("Sysop", "sysoppass", level=99)
             await stores.users.add("Alice", "alicepass", real_name="Alice Liddell", location="Oxford")
             view = ScfgView(root, stores=stores)
-            index = next(i for i, t in enumerate(view.texts()) if t.startswith("Users"))
-            await keys(view, *["down"] * index, "enter")
+            open_path(view, "Users")
+            await view.settle()
             await test(view, stores.users)
     run_async(main())
 
