@@ -36,7 +36,7 @@ _COMMON = "AutoStart Interface MaxClients MaxInactivity ClientReserve ClientNetw
 LIVE_LISTS = {"text/ip.can", "text/name.can", "text/email.can", "text/subject.can", "ctrl/relay.cfg",
               "ctrl/spamblock.cfg", "ctrl/spamblock_exempt.cfg", "ctrl/spambait.cfg",
               "ctrl/dns_blacklist.cfg", "ctrl/dnsbl_exempt.cfg", "ctrl/domains.cfg", "ctrl/alias.cfg",
-              "ctrl/qwknodes.cfg"}
+              "ctrl/qwknodes.cfg", "ctrl/ipfilter_exempt.cfg", "ctrl/mailproc.cfg", "text/host.can"}
 
 
 def _services(root: Path) -> tuple:
