@@ -112,12 +112,17 @@ def _ars(sec: IniSection, key: str) -> Requirement:
     return sec.get(key, ALLOW_ALL, parse_ars)
 
 
+#: What the middle of a child section's name is, for error messages (xtrn.ini
+#: and text.ini children, [prog:...] and [file:...], name a SEC).
+_PARENT_WORD = {"dir": "LIB", "sub": "GROUP"}
+
+
 def _split_name(sec: IniSection, parts: int) -> list[str]:
     """``[sub:GROUP:CODE]`` -> ["sub", "GROUP", "CODE"], checked."""
     pieces = sec.name.split(":")
     if len(pieces) != parts or not all(p.strip() for p in pieces):
         kind = pieces[0].strip().lower()
-        shape = f"[{kind}:NAME]" if parts == 2 else f"[{kind}:{'LIB' if kind == 'dir' else 'GROUP'}:CODE]"
+        shape = f"[{kind}:NAME]" if parts == 2 else f"[{kind}:{_PARENT_WORD.get(kind, 'SEC')}:CODE]"
         raise ConfigError(sec.path, sec.line, f"malformed section [{sec.name}] (expected {shape})")
     return [p.strip() for p in pieces]
 

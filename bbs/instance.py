@@ -15,11 +15,15 @@ import sys
 from pathlib import Path
 
 from bbs.boardconf import FileAreas, MsgAreas, SystemConfig, load_files, load_msgs, load_system
+from bbs.chatconf import ChatConfig, load_chat
 from bbs.config import ServerConfig, load_server_config
 from bbs.errors import ConfigError
 from bbs.ini import IniFile, parse_ini
 from bbs.listenconf import ListenerConfig, build_listeners, check_conflicts
+from bbs.liveconf import read_optional
 from bbs.servicesconf import build_service_listeners
+from bbs.textconf import TextConfig, load_text
+from bbs.xtrnconf import XtrnConfig, load_xtrn
 
 #: Environment variable naming the instance directory (default ~/bbs).
 HOME_ENV = "BBS_HOME"
@@ -99,6 +103,16 @@ class Config:
     files: FileAreas
     listeners: tuple[ListenerConfig, ...]
     warnings: tuple[str, ...]
+    #: Optional files (absent: these defaults), re-read while running (bbs.liveconf).
+    xtrn: XtrnConfig = XtrnConfig()
+    text_sections: TextConfig = TextConfig()
+    chat: ChatConfig = ChatConfig()
+
+
+#: The optional ctrl/ files nodes re-read when they change:
+#: file name -> (Config attribute, parser, value when the file is absent).
+LIVE_FILES = {"xtrn.ini": ("xtrn", load_xtrn, XtrnConfig()), "text.ini": ("text_sections", load_text, TextConfig()),
+              "chat.ini": ("chat", load_chat, ChatConfig())}
 
 
 def _unused_warnings(ini: IniFile) -> list[str]:
@@ -107,7 +121,8 @@ def _unused_warnings(ini: IniFile) -> list[str]:
 
 
 def load_config(root: Path) -> Config:
-    """Parse ctrl/sbbs.ini, main.ini, msgs.ini, file.ini and services.ini of ``root``.
+    """Parse ctrl/sbbs.ini, main.ini, msgs.ini, file.ini, services.ini and
+    the optional xtrn.ini, text.ini and chat.ini of ``root``.
 
     Raises ConfigError (``path:line: what``) for the first problem found.
     Unknown keys are not errors (Synchronet ignores them) but are returned as
@@ -128,5 +143,10 @@ def load_config(root: Path) -> Config:
     listeners = build_listeners(server) + tuple(
         build_service_listeners(inis.get("services.ini"), server, services_path))
     check_conflicts(list(listeners))
-    warnings = [w for ini in inis.values() for w in _unused_warnings(ini)]
-    return Config(instance, server, system, msgs, files, listeners, tuple(warnings))
+    live = {}
+    for name, (attr, parse, default) in LIVE_FILES.items():
+        live[attr], ini = read_optional(instance.ctrl / name, parse, default, root)
+        if ini is not None:
+            inis[name] = ini
+    warnings = [w for ini in inis.values() for w in _unused_warnings(ini)] + list(live["text_sections"].warnings)
+    return Config(instance, server, system, msgs, files, listeners, tuple(warnings), **live)

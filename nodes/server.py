@@ -17,7 +17,9 @@ import asyncio
 import logging
 
 from bbs.app import App
+from bbs.instance import LIVE_FILES
 from bbs.listeners import Connection, ServiceHandler
+from bbs.liveconf import LiveConfig
 from bbs.msgbase import MessageBase
 from bbs.runner import ServerParts
 from nodes.io import Link
@@ -39,6 +41,10 @@ class NodeServices:
         self.msgs: MessageBase = app.msgs  # opened and closed by the App (shared with NNTP, Gopher)
         self.sessions: set[asyncio.Task] = set()
         self._released: set[int] = set()
+        #: ctrl/xtrn.ini, text.ini and chat.ini as in force now (re-read when SCFG saves them).
+        self.live: dict[str, LiveConfig] = {
+            name: LiveConfig(app.instance.ctrl / name, parse, default, app.instance.root, getattr(app.config, attr))
+            for name, (attr, parse, default) in LIVE_FILES.items()}
 
     def all_busy_message(self) -> bytes:
         return ALL_BUSY.encode("ascii")
@@ -102,12 +108,12 @@ class NodeServices:
 def create(app: App) -> ServerParts:
     """Called by the composition root; returns the telnet, SSH and RLogin handlers."""
     from nodes.rlogin import rlogin_factory
-    from nodes.screens.chat import ChatChannel
+    from nodes.screens.chat import ChatRooms
     from nodes.ssh import SSHService
     from nodes.telnet import telnet_factory
 
     services = NodeServices(app)
-    services.chat = ChatChannel()  # the multinode chat channel, shared by every node
+    services.chat = ChatRooms()  # the multinode chat channels, shared by every node
     handlers = {"telnet": ServiceHandler(protocol=telnet_factory(services)),
                 "rlogin": ServiceHandler(protocol=rlogin_factory(services))}
     wanted = {item.service for item in app.config.listeners}

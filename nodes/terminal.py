@@ -243,10 +243,13 @@ class Attr:
 @dataclasses.dataclass
 class RenderState:
     """The attribute a caller's text should have (``attr``) and the one last
-    sent (``shown``): SGR sequences go out only when text follows a change."""
+    sent (``shown``): SGR sequences go out only when text follows a change.
+    ``raw``: the text's own ANSI sequences (an .ans file) set the colours
+    since; ours are sent again only once a Ctrl-A code sets one."""
 
     attr: Attr = dataclasses.field(default_factory=Attr)
     shown: Attr = dataclasses.field(default_factory=Attr)
+    raw: bool = False
 
 
 def render(text: str, ansi: bool, state: RenderState | None = None) -> list:
@@ -265,7 +268,7 @@ def render(text: str, ansi: bool, state: RenderState | None = None) -> list:
     buf: list[str] = []
 
     def emit(chunk: str) -> None:
-        if ansi and state.shown != attr:
+        if ansi and state.shown != attr and not state.raw:
             buf.append(attr.sgr())
             state.shown = dataclasses.replace(attr)
         buf.append(chunk)
@@ -278,6 +281,8 @@ def render(text: str, ansi: bool, state: RenderState | None = None) -> list:
             code = text[i + 1]
             i += 2
             up = code.upper()
+            if state.raw and (up in _FG or code in "01234567" or up in "HIN-"):
+                state.raw, state.shown = False, Attr(-1)  # the screen's colour is not ours: send ours
             if up in _FG:
                 attr.fg = _FG[up]
             elif code in "01234567":
@@ -320,7 +325,7 @@ def render(text: str, ansi: bool, state: RenderState | None = None) -> list:
             if match:
                 if ansi:
                     buf.append(match.group(0))
-                    state.shown = Attr(-1)  # unknown after raw ANSI: resend ours before our text
+                    state.raw = True  # the text's own colours until a Ctrl-A code sets ours
                 i = match.end()
                 continue
         else:

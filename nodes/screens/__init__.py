@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from nodes.screens import chat, email, files, general, messages
+from nodes.screens import chat, email, files, general, messages, textfiles, xtrn
 
 Screen = Callable[..., Awaitable[None]]
 
 SCREENS: dict[str, Screen] = {**general.SCREENS, **messages.SCREENS, **email.SCREENS, **files.SCREENS,
-                           **chat.SCREENS}
+                           **chat.SCREENS, **xtrn.SCREENS, **textfiles.SCREENS}

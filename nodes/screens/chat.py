@@ -1,7 +1,9 @@
-"""Chat screens: the multinode chat channel and paging the sysop.
+"""Chat screens: the multinode chat channels and paging the sysop.
 
-The channel (:class:`ChatChannel`) is one object shared by every node: it is
-created once by :func:`nodes.server.create` as ``services.chat``. Each member
+The channels are ``[chan:CODE]`` of ctrl/chat.ini (:mod:`bbs.chatconf`, re-read
+when it changes), each with a requirement. Their rooms (:class:`ChatChannel`,
+by code in :class:`ChatRooms`) are shared by every node: created once by
+:func:`nodes.server.create` as ``services.chat``. Each member
 has an :class:`asyncio.Queue`; a line typed by one member is put on every
 other member's queue at once, and a small task per member moves its queue
 into the terminal's notices, so the line shows while the caller is typing
@@ -12,6 +14,12 @@ Paging the sysop sends a telegram to the Operator account (main.ini) through
 sysop console is told (:class:`bbs.spy.SysopPaged`) so it can answer with a
 chat. :func:`sysop_chat` is the caller's side of that chat (started by the
 console through :mod:`bbs.spy`, at the caller's next prompt).
+
+chat.ini's ``[sysop]`` decides whether a page goes out: it is refused with a
+message when the sysop is not available (the ``available`` toggle and
+``hours``) unless the caller meets ``override_ars``; a page that goes out
+rings on the caller's screen for ``page_duration`` seconds (``page_bell``: a
+beep each second).
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
+from bbs.chatconf import ChannelConfig, ChatConfig
 from bbs.errors import BBSError, Reason
 from bbs.spy import LEN_SYSOP_CHAT_LINE, ChatSide, SysopChat, SysopPaged
 from nodes import terminal as t
@@ -85,12 +94,48 @@ class ChatChannel:
             member.queue.put_nowait(line)
 
 
-def channel_of(session: "Session") -> ChatChannel:
-    """The channel shared by all nodes (made by nodes.server.create)."""
-    channel = getattr(session.services, "chat", None)
-    if channel is None:  # services built without create() (tests)
-        channel = session.services.chat = ChatChannel()
-    return channel
+class ChatRooms:
+    """The rooms of the chat channels, by code (a room is made at its first join)."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, ChatChannel] = {}
+
+    def room(self, code: str) -> ChatChannel:
+        return self.rooms.setdefault(code.upper(), ChatChannel())
+
+
+def rooms_of(session: "Session") -> ChatRooms:
+    """The rooms shared by all nodes (made by nodes.server.create)."""
+    rooms = getattr(session.services, "chat", None)
+    if rooms is None:  # services built without create() (tests)
+        rooms = session.services.chat = ChatRooms()
+    return rooms
+
+
+def chat_settings(session: "Session") -> ChatConfig:
+    """ctrl/chat.ini as in force now."""
+    return session.services.live["chat.ini"].current()
+
+
+async def _choose_channel(session: "Session") -> ChannelConfig | None:
+    """The channel to join: the only one the caller may join, or one they pick."""
+    ctx = session.access()
+    channels = [c for c in chat_settings(session).channels if c.ars.allows(ctx)]
+    if not channels:
+        await session.print("\x01n\x01h\x01rThere is no chat channel you may join.\x01n\r\n")
+        return None
+    if len(channels) == 1:
+        return channels[0]
+    rooms = rooms_of(session)
+    await session.print("\r\n\x01n\x01h\x01wChat channels\x01n\r\n")
+    for index, item in enumerate(channels, 1):
+        count = len(rooms.room(item.code).members)
+        await session.print(f"\x01n\x01h\x01c{index:>3}\x01n\x01c) \x01h{item.name[:40]:<40}\x01n\x01c "
+                            f"{count} chatting\r\n")
+    text = (await session.term.getline("\x01n\x01cChannel number (Enter = 1): \x01h", maxlen=3)).strip() or "1"
+    if not text.isdigit() or not 1 <= int(text) <= len(channels):
+        return None
+    return channels[int(text) - 1]
 
 
 async def _pump(session: "Session", member: Member) -> None:
@@ -101,18 +146,21 @@ async def _pump(session: "Session", member: Member) -> None:
 
 
 async def chat_join(session: "Session", args: tuple[str, ...]) -> None:
-    """Join the multinode chat channel until /q."""
-    channel = channel_of(session)
+    """Join a multinode chat channel (chat.ini, by its requirement) until /q."""
+    chosen = await _choose_channel(session)
+    if chosen is None:
+        return
+    channel = rooms_of(session).room(chosen.code)
     alias = session.user.alias
     if session.node in channel.members:  # cannot happen; be safe
         channel.leave(session.node)
     session.set_activity("in multinode chat")
     others = [m for m in channel.who() if m.node != session.node]
     member = channel.join(session.node, alias)
-    session.log.info("joined multinode chat")
+    session.log.info("joined multinode chat channel %s", chosen.code)
     pump = asyncio.ensure_future(_pump(session, member))
     try:
-        await session.print("\r\n\x01n\x01h\x01wMultinode chat\x01n\x01c: type to talk, "
+        await session.print(f"\r\n\x01n\x01h\x01wMultinode chat\x01n\x01c ({_safe(chosen.name)}): type to talk, "
                             "\x01h/who\x01n\x01c lists who is here, \x01h/q\x01n\x01c leaves.\r\n")
         await _show_who(session, others, empty="\x01n\x01cNobody else is here yet.\r\n")
         while True:
@@ -150,9 +198,13 @@ async def _show_who(session: "Session", members: list[Member], empty: str = "") 
 
 async def page_sysop(session: "Session", args: tuple[str, ...]) -> None:
     """Page the sysop: a telegram to the Operator account, shown at once when
-    the sysop is on a node."""
+    the sysop is on a node; refused when chat.ini says the sysop is not
+    available (unless the caller meets its override_ars)."""
     session.set_activity("paging the sysop")
     operator = session.system.operator
+    settings = chat_settings(session)
+    if not await _may_page(session, settings, operator):
+        return
     try:
         sysop = await session.app.users.find(operator)
     except BBSError as exc:
@@ -175,9 +227,40 @@ async def page_sysop(session: "Session", args: tuple[str, ...]) -> None:
         return
     session.log.info("paged the sysop (%s): %s", sysop.alias, reason)
     session.app.bus.publish(SysopPaged(session.node, alias, reason))
+    await _ring(session, settings, sysop.alias)
     online = any(r.user_number == sysop.number for r in session.app.nodes.in_use())
     await session.print(f"\x01n\x01h\x01gPage sent to {sysop.alias}"
                         f"{'' if online else ' (not on line now; shown at their next logon)'}.\x01n\r\n")
+
+
+async def _may_page(session: "Session", settings: ChatConfig, operator: str) -> bool:
+    """Whether the sysop takes this page now; tells the caller when not."""
+    if settings.sysop_available():
+        return True
+    if settings.override_ars is not None and settings.override_ars.allows(session.access()):
+        session.log.info("page while the sysop is not available: allowed by override_ars %r",
+                         settings.override_ars.text)
+        return True
+    hours = ""
+    if settings.available and settings.hours is not None:
+        start, end = settings.hours
+        hours = f" Pages are taken from {start // 60:02d}:{start % 60:02d} to {end // 60:02d}:{end % 60:02d}."
+    await session.print(f"\x01n\x01h\x01r{_safe(operator)} is not available for chat.\x01n\x01c{hours} "
+                        "Leave feedback instead: \x01hE\x01n\x01c-mail, then \x01hF\x01n\x01c.\x01n\r\n")
+    session.log.info("page refused: the sysop is not available (chat.ini [sysop])")
+    return False
+
+
+async def _ring(session: "Session", settings: ChatConfig, sysop: str) -> None:
+    """The page rings on the caller's screen: a dot (and a beep with
+    page_bell) each second for page_duration seconds."""
+    if not settings.page_duration:
+        return
+    await session.print(f"\x01n\x01cPaging \x01h{_safe(sysop)}\x01n\x01c for chat")
+    for _ in range(settings.page_duration):
+        await asyncio.sleep(1.0)
+        await session.term.write(("\x07" if settings.page_bell else "") + ".")
+    await session.term.write("\x01n\r\n")
 
 
 class _ChatOver(Exception):

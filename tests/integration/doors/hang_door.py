@@ -1,0 +1,12 @@
+"""A door that never ends by itself: it records its pid and its child's
+(a sleep in the same process group) in argv[1], then waits."""
+import subprocess
+import sys
+import time
+
+child = subprocess.Popen(["sleep", "300"])
+with open(sys.argv[1], "w") as fh:
+    fh.write(f"{__import__('os').getpid()} {child.pid}\n")
+sys.stdout.write("Hanging around...\r\n")
+sys.stdout.flush()
+time.sleep(300)
