@@ -94,6 +94,12 @@ def test_in_the_console_a_save_recycles_the_server_after_a_yes(instance: Path):
             assert "saved ctrl/msgs.ini: name = Chatter; applied: " in status(view)
             assert app.config.msgs.sub("GENERAL").name == "Chatter"     # callers see it now
             press(view, SIZE, "esc", "esc", "esc")
+            open_path(view, "File Areas", "Main", "Dir UPLOADS")
+            edit(view, "description", "Fresh uploads")
+            await view.settle()
+            assert "Saved. Recycle the FTP Server now to apply it (it lists dirs from its start)?" in text(view)
+            assert next(d for d in app.config.files.dirs if d.code == "UPLOADS").description == "Fresh uploads"
+            press(view, SIZE, "n", "esc", "esc", "esc")
             open_path(view, "Nodes")
             edit(view, "LastNode", "9")
             assert "needs a restart of bbs run (the node table is made at start-up)" in status(view)

@@ -166,6 +166,10 @@ def test_semaphore_files_are_removed_and_no_recycle_is_respected(instance: Path,
             assert done == [f"Services recycled ({', '.join(status_of(app, 'services').sockets)})"]
             assert app.servers.running["ftp"].since == before["ftp"]
             assert app.servers.running["services"].since > before["services"]
+            (ctrl / "recycle.telnet").touch()                           # Synchronet's name for term
+            assert (await app.servers.check_semaphores())[0].startswith("Terminal Server recycled")
+            assert app.servers.running["bbs"].since > before["bbs"]
+            before = {s: r.since for s, r in app.servers.running.items()}
             (ctrl / "recycle").touch()                                  # every server but the FTP Server
             await app.servers.check_semaphores()
             assert not (ctrl / "recycle").exists()
