@@ -237,3 +237,21 @@ def test_status_lists_every_server_before_they_start(instance: Path):
     rows = control.status()
     assert [(r.name, r.state) for r in rows] == [("term", "stopped"), ("mail", "stopped"), ("ftp", "stopped"),
                                                  ("srvc", "stopped")]
+
+
+def test_console_socket_frames_are_parsed_across_reads():
+    from console.attach import DATA, HELLO, WINDOW, FrameDecoder, FrameError, frame, hello_frame, parse_size, \
+        window_frame
+
+    stream = hello_frame("xterm-256color", 120, 30) + frame(DATA, b"q") + window_frame(100, 20)
+    decoder = FrameDecoder()
+    frames = [f for i in range(len(stream)) for f in decoder.feed(stream[i:i + 1])]   # a byte at a time
+    assert [kind for kind, _ in frames] == [HELLO, DATA, WINDOW]
+    assert parse_size(frames[0][1]) == (120, 30) and frames[0][1][4:] == b"xterm-256color"
+    assert frames[1][1] == b"q" and parse_size(frames[2][1]) == (100, 20)
+    big = frame(DATA, b"x" * 70000)                                   # longer than one frame holds
+    assert b"".join(p for _, p in FrameDecoder().feed(big)) == b"x" * 70000
+    with pytest.raises(FrameError, match="unknown frame kind"):
+        FrameDecoder().feed(b"Z\x00\x00")
+    with pytest.raises(FrameError, match="short W frame"):
+        FrameDecoder().feed(frame(WINDOW, b"\x00"))
