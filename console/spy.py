@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import collections
 import logging
 from typing import Any, Callable, Iterator
 
@@ -41,9 +42,17 @@ SPY_LEAVE_KEY = "ctrl ]"
 SPY_LEAVE_NAME = "Ctrl-]"
 #: Seconds between redraws of a spied screen (at most 20 a second, like a slow terminal).
 SPY_REFRESH = 0.05
-#: Bytes of caller output kept between two redraws; older output is dropped
-#: (a flood must not grow the console's memory or one redraw's work).
-SPY_BACKLOG = 64 * 1024
+#: Bytes of caller output kept between two redraws (a full ANSI screen);
+#: older output is dropped: a flood must not grow the console's memory or one
+#: redraw's work (urwid's terminal emulator parses 200-400 KB/s, so 8 KB is
+#: at most some 40 ms).
+SPY_BACKLOG = 8 * 1024
+#: The emulator may use at most 1/SPY_DUTY of the loop's time: after a flush
+#: that took d seconds the next waits at least (SPY_DUTY - 1) * d.
+SPY_DUTY = 5
+#: Bytes fed to the emulator per turn of the loop (some 5-10 ms; other tasks
+#: run between two slices).
+SPY_SLICE = 2048
 #: Keys the sysop types while spying, as a VT terminal sends them to the caller.
 SPY_KEYS = {
     "enter": b"\r", "backspace": b"\x08", "tab": b"\t", "esc": b"\x1b",
@@ -193,9 +202,13 @@ class SpyView(urwid.WidgetWrap):
         self._show_header()
         super().__init__(urwid.Frame(self.screen, header=urwid.AttrMap(self.header, "colhead")))
         self.done = asyncio.Event()
-        self._pending: list[bytes] = []
+        self._pending: collections.deque[bytes] = collections.deque()
         self._pending_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._next_flush = 0.0  # loop time before which no flush starts (SPY_DUTY)
+        self._feeding = b""  # converted output still to feed the emulator, a slice per loop turn
+        self._batch_time = 0.0
+        self._dirty = False
         self._charset = ""
         self._decoder: codecs.IncrementalDecoder | None = None
 
@@ -209,27 +222,46 @@ class SpyView(urwid.WidgetWrap):
         self._pending.append(data)
         self._pending_bytes += len(data)
         while self._pending_bytes > SPY_BACKLOG and len(self._pending) > 1:
-            self._pending_bytes -= len(self._pending.pop(0))
+            self._pending_bytes -= len(self._pending.popleft())
+        if self._pending_bytes > SPY_BACKLOG:  # one write longer than the backlog: its end
+            self._pending[0] = self._pending[0][-SPY_BACKLOG:]
+            self._pending_bytes = SPY_BACKLOG
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(SPY_REFRESH, self.flush)
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(SPY_REFRESH, self._next_flush - loop.time()), self.flush)
 
     def flush(self) -> None:
-        """Feed the collected output to the screen and draw once."""
+        """Feed the collected output to the screen, SPY_SLICE bytes per turn
+        of the loop (other tasks run in between), then draw once."""
         self._timer = None
-        data, self._pending, self._pending_bytes = b"".join(self._pending), [], 0
-        charset = self.access.charset
-        if charset != self._charset or self._decoder is None:
-            self._charset = charset
-            self._decoder = codecs.getincrementaldecoder("cp437" if charset == "cp437" else "utf-8")("replace")
-        resized = self.access.size != self.screen.size
-        if resized:
-            self.screen.resize(*self.access.size)
-            self._show_header()
-        text = self._decoder.decode(data)
-        if text:
-            self.screen.feed(text.encode("utf-8"))
-        if text or resized:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if not self._feeding:  # a new batch: convert what was collected
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_bytes = 0
+            charset = self.access.charset
+            if charset != self._charset or self._decoder is None:
+                self._charset = charset
+                self._decoder = codecs.getincrementaldecoder("cp437" if charset == "cp437" else "utf-8")("replace")
+            if self.access.size != self.screen.size:
+                self.screen.resize(*self.access.size)
+                self._show_header()
+                self._dirty = True
+            self._feeding = self._decoder.decode(data).encode("utf-8")
+            self._batch_time = 0.0
+        if self._feeding:
+            chunk, self._feeding = self._feeding[:SPY_SLICE], self._feeding[SPY_SLICE:]
+            self.screen.feed(chunk)
+            self._dirty = True
+        self._batch_time += loop.time() - started
+        if self._feeding:
+            self._timer = loop.call_soon(self.flush)
+            return
+        if self._dirty:
+            self._dirty = False
             self.ui.draw()
+        self._next_flush = loop.time() + (SPY_DUTY - 1) * (self._batch_time + loop.time() - started)
 
     # -- the sysop's keys ------------------------------------------------------------
     def keypress(self, size, key):

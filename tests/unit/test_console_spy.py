@@ -16,7 +16,7 @@ from bbs.nodetable import NodeStatus
 from bbs.spy import ChatSide, ChatState, NodeAccess, SpyRegistry, SysopChat, SysopPaged
 from console.live import SysopConsole
 from console.model import ConsoleModel
-from console.spy import SPY_REFRESH, CallerScreen, ChatView, SpyView, key_bytes
+from console.spy import SPY_BACKLOG, SPY_REFRESH, CallerScreen, ChatView, SpyView, key_bytes
 from nodes import terminal as t
 from nodes.io import Hangup, QueueLink, Terminal
 from tests.support import run_async
@@ -323,6 +323,31 @@ def test_spy_shows_the_callers_screen_and_types_for_the_sysop(app: App, caplog):
     run_async(scenario())
     spied = [r.getMessage() for r in caplog.records if "spies on node 1" in r.getMessage()]
     assert spied[0] == "the local console spies on node 1, Zaphod (telnet 192.0.2.7)"
+
+
+def test_a_flooding_node_costs_the_console_a_bounded_backlog(app: App):
+    async def scenario():
+        ui = console(app)
+        link, term, access = caller_on_node_1(app, "utf-8")
+        press(ui, SIZE, "s")
+        await asyncio.sleep(0)
+        view = ui.frame.body
+        for index in range(2000):                                 # some 100 KB between two redraws
+            await term.write(f"line {index:05d} of a long listing ...............................\r\n")
+        assert len(link.sent) > 5 * SPY_BACKLOG
+        assert sum(map(len, view._pending)) <= SPY_BACKLOG        # only the latest output is kept
+        term.write_raw(b"x" * 100_000)                             # one write longer than that
+        assert sum(map(len, view._pending)) == SPY_BACKLOG
+        await term.write("\r\nline 01999 of a long listing\r\n")
+        await asyncio.sleep(SPY_REFRESH * 3)
+        lines = view.screen.lines()                                # the latest output is on screen
+        assert any(line.startswith("line 01999 of a long listing") for line in lines)
+        assert not any(line.startswith("line 00000") for line in lines)
+        assert view._next_flush > 0                                # the next flush waits its share
+        press(ui, SIZE, "ctrl ]")
+        await asyncio.sleep(0.01)
+        term.close()
+    run_async(scenario())
 
 
 def test_chat_view_answers_a_page_and_either_side_ends_the_chat(app: App):
