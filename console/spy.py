@@ -204,7 +204,7 @@ class SpyView(urwid.WidgetWrap):
         self.done = asyncio.Event()
         self._pending: collections.deque[bytes] = collections.deque()
         self._pending_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._next_flush = 0.0  # loop time before which no flush starts (SPY_DUTY)
         self._feeding = b""  # converted output still to feed the emulator, a slice per loop turn
         self._batch_time = 0.0
@@ -254,14 +254,17 @@ class SpyView(urwid.WidgetWrap):
             chunk, self._feeding = self._feeding[:SPY_SLICE], self._feeding[SPY_SLICE:]
             self.screen.feed(chunk)
             self._dirty = True
-        self._batch_time += loop.time() - started
         if self._feeding:
+            self._batch_time += loop.time() - started
             self._timer = loop.call_soon(self.flush)
             return
         if self._dirty:
             self._dirty = False
             self.ui.draw()
-        self._next_flush = loop.time() + (SPY_DUTY - 1) * (self._batch_time + loop.time() - started)
+        self._batch_time += loop.time() - started
+        self._next_flush = loop.time() + (SPY_DUTY - 1) * self._batch_time
+        if self._pending:  # written while the slices were fed
+            self._timer = loop.call_later(max(SPY_REFRESH, self._next_flush - loop.time()), self.flush)
 
     # -- the sysop's keys ------------------------------------------------------------
     def keypress(self, size, key):

@@ -16,7 +16,7 @@ from bbs.nodetable import NodeStatus
 from bbs.spy import ChatSide, ChatState, NodeAccess, SpyRegistry, SysopChat, SysopPaged
 from console.live import SysopConsole
 from console.model import ConsoleModel
-from console.spy import SPY_BACKLOG, SPY_REFRESH, CallerScreen, ChatView, SpyView, key_bytes
+from console.spy import SPY_BACKLOG, SPY_REFRESH, SPY_SLICE, CallerScreen, ChatView, SpyView, key_bytes
 from nodes import terminal as t
 from nodes.io import Hangup, QueueLink, Terminal
 from tests.support import run_async
@@ -326,6 +326,13 @@ def test_spy_shows_the_callers_screen_and_types_for_the_sysop(app: App, caplog):
 
 
 def test_a_flooding_node_costs_the_console_a_bounded_backlog(app: App):
+    async def until(condition) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError("never happened")
+
     async def scenario():
         ui = console(app)
         link, term, access = caller_on_node_1(app, "utf-8")
@@ -338,12 +345,17 @@ def test_a_flooding_node_costs_the_console_a_bounded_backlog(app: App):
         assert sum(map(len, view._pending)) <= SPY_BACKLOG        # only the latest output is kept
         term.write_raw(b"x" * 100_000)                             # one write longer than that
         assert sum(map(len, view._pending)) == SPY_BACKLOG
-        await term.write("\r\nline 01999 of a long listing\r\n")
-        await asyncio.sleep(SPY_REFRESH * 3)
+        await term.write("\x01Lline 01999 of a long listing\r\n")
+        await until(lambda: not view._pending and not view._feeding and view._timer is None)
         lines = view.screen.lines()                                # the latest output is on screen
-        assert any(line.startswith("line 01999 of a long listing") for line in lines)
-        assert not any(line.startswith("line 00000") for line in lines)
-        assert view._next_flush > 0                                # the next flush waits its share
+        assert lines[0].startswith("line 01999 of a long listing") and "x" not in "".join(lines)
+        assert view._next_flush > 0                                # the next batch waits its share
+
+        term.write_raw(b"y" * (3 * SPY_SLICE))                      # fed in slices, one per loop turn ...
+        await until(lambda: view._feeding)
+        await term.write("\x01Llate line\r\n")                     # ... output meanwhile is not forgotten
+        await until(lambda: not view._pending and not view._feeding and view._timer is None)
+        assert view.screen.lines()[0].startswith("late line")
         press(ui, SIZE, "ctrl ]")
         await asyncio.sleep(0.01)
         term.close()
