@@ -75,17 +75,16 @@ class QueueChannel:
         self.term_type, self.cols, self.rows = term_type, cols, rows
         self.on_resize: Callable[[], None] | None = None
         self._send = send
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._input = asyncio.StreamReader()
         self._eof = False
 
     def feed(self, data: bytes) -> None:
         if data and not self._eof:
-            self._queue.put_nowait(bytes(data))
+            self._input.feed_data(data)
 
     def feed_eof(self) -> None:
-        if not self._eof:
-            self._eof = True
-            self._queue.put_nowait(b"")
+        self._eof = True
+        self._input.feed_eof()
 
     def resized(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows
@@ -93,9 +92,7 @@ class QueueChannel:
             self.on_resize()
 
     async def read(self) -> bytes:
-        if self._eof and self._queue.empty():
-            return b""
-        return await self._queue.get()
+        return await self._input.read(PTY_CHUNK)
 
     def write(self, data: bytes) -> None:
         self._send(data)

@@ -1,12 +1,14 @@
 """`bbs run` on a terminal opens the sysop console; a telnet caller shows on its Nodes pane."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pexpect
 
@@ -35,6 +37,28 @@ def telnet_port(bbs: pexpect.spawn, root: Path) -> int:
         bbs.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.05)
         assert bbs.isalive(), "bbs run exited"
     raise AssertionError("bbs run did not become ready")
+
+
+@contextlib.contextmanager
+def bbs_console(instance: Path) -> Iterator[pexpect.spawn]:
+    """`bbs run` with its console on a pty, past the first start's password
+    notice, its output kept in ``logfile_read`` (a StringIO); when the block
+    ends, q and y stop the BBS, which must exit 0."""
+    bbs = console("run", str(instance))
+    bbs.logfile_read = io.StringIO()
+    try:
+        bbs.expect("press any key")
+        bbs.send(" ")
+        yield bbs
+        bbs.send("q")
+        bbs.expect(r"Stop the BBS and quit the console\? \[y/N\]")
+        bbs.send("y")
+        bbs.expect(pexpect.EOF)
+        bbs.close()
+        assert bbs.exitstatus == 0
+    finally:
+        if bbs.isalive():
+            bbs.terminate(force=True)
 
 
 def test_console_shows_a_caller_and_quitting_stops_the_bbs(instance: Path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pexpect
 
-from tests.integration.test_console_run import console, telnet_port
+from tests.integration.test_console_run import bbs_console, telnet_port
 from tests.integration.test_terminal_server import LOGIN, MAIN_MENU, add_user, logon, telnet
 from tests.support import BBSProcess, set_ini
 
@@ -111,11 +111,8 @@ def pane_key(transcript: io.StringIO, title: str) -> str:
 
 def test_console_applies_a_saved_port_by_recycling_and_shows_a_bad_edit(instance: Path):
     sbbs = instance / "ctrl" / "sbbs.ini"
-    bbs = console("run", str(instance))
-    bbs.logfile_read = transcript = io.StringIO()
-    try:
-        bbs.expect("press any key")
-        bbs.send(" ")
+    with bbs_console(instance) as bbs:
+        transcript = bbs.logfile_read
         old_port = telnet_port(bbs, instance)
         bbs.send(pane_key(transcript, "Config"))
         bbs.expect("Servers ...")
@@ -131,31 +128,24 @@ def test_console_applies_a_saved_port_by_recycling_and_shows_a_bad_edit(instance
         bbs.send("y")
         bbs.expect(rf"TelnetPort = {new_port}; Terminal Server recycled \(telnet {new_port}")
         caller = telnet(new_port)
-        caller.expect(LOGIN)
-        assert refused(old_port)
-        set_ini(sbbs, "BBS", "TelnetPort", "banana")    # a bad edit by hand, then a recycle
-        line = next(n for n, text in enumerate(sbbs.read_text().splitlines(), 1) if "banana" in text)
-        bbs.send(pane_key(transcript, "Servers"))
-        bbs.expect("Terminal Server +running")
-        bbs.send("r")
-        bbs.expect(r"Recycle the Terminal Server\?")
-        bbs.send("y")
-        bbs.expect(rf"ctrl/sbbs\.ini:{line}: \[BBS\] TelnetPort: invalid number 'banana' \(not recycled")
-        caller.sendline("Alice")                        # the caller and the port go on
-        caller.expect("Password: ")
-        caller.close(force=True)
+        try:
+            caller.expect(LOGIN)
+            assert refused(old_port)
+            set_ini(sbbs, "BBS", "TelnetPort", "banana")    # a bad edit by hand, then a recycle
+            line = next(n for n, text in enumerate(sbbs.read_text().splitlines(), 1) if "banana" in text)
+            bbs.send(pane_key(transcript, "Servers"))
+            bbs.expect("Terminal Server +running")
+            bbs.send("r")
+            bbs.expect(r"Recycle the Terminal Server\?")
+            bbs.send("y")
+            bbs.expect(rf"ctrl/sbbs\.ini:{line}: \[BBS\] TelnetPort: invalid number 'banana' \(not recycled")
+            caller.sendline("Alice")                        # the caller and the port go on
+            caller.expect("Password: ")
+        finally:
+            caller.close(force=True)
         another = telnet(new_port)
         another.expect(LOGIN)
         another.close(force=True)
-        bbs.send("q")
-        bbs.expect(r"Stop the BBS and quit the console\? \[y/N\]")
-        bbs.send("y")
-        bbs.expect(pexpect.EOF)
-        bbs.close()
-        assert bbs.exitstatus == 0
-    finally:
-        if bbs.isalive():
-            bbs.terminate(force=True)
     log = (instance / "data" / "logs" / "bbs.log").read_text()
     assert f"{sbbs}:{line}: [BBS] TelnetPort: invalid number 'banana'" in log
     assert "sysop: recycle term" in log and RECYCLED in log

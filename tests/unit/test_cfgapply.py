@@ -6,40 +6,23 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from urwid.testing import press, render_text
+from urwid.testing import press
 
 from bbs.instance import load_config
 from console.cfgapply import Effect, effect_of
 from console.scfg import ScfgView
 from tests.support import run_async
+from tests.unit.scfg_support import SIZE, open_path, screen_text as text
 from tests.unit.test_control import free_port, ftp, refused, running
-
-SIZE = (120, 30)
-
-
-def text(view: ScfgView) -> str:
-    return " ".join(" ".join(render_text(view, SIZE)).split())
 
 
 def status(view: ScfgView) -> str:
     return view.status_text.text
 
 
-def down_to(view: ScfgView, label: str) -> list[str]:
-    """Keys that move the focus to the line starting with ``label``."""
-    target = next(i for i, t in enumerate(view.texts()) if t.startswith(label))
-    here = view.walker.get_focus()[1] or 0
-    return ["down" if target > here else "up"] * abs(target - here)
-
-
-def open_path(view: ScfgView, *labels: str) -> None:
-    for label in labels:
-        press(view, SIZE, *down_to(view, label), "enter")
-
-
 def edit(view: ScfgView, label: str, value: str) -> None:
     """Edit the setting on the line starting with ``label`` to ``value``."""
-    press(view, SIZE, *down_to(view, label), "enter")
+    open_path(view, label)
     current = view.frame.footer.original_widget.edit_text
     press(view, SIZE, *["backspace"] * len(current), *value, "enter")
 
