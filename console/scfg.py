@@ -25,6 +25,7 @@ from console.panes import Prompt, Row
 from console.scfg_areas import FILE_AREAS, MSG_AREAS, Areas
 from console.scfg_items import MAIN, SBBS, Field, ListFile, Menu, fields
 from console.scfg_users import Users
+from console.scfg_xtrn import CHAT_FEATURES, EXTERNAL_PROGRAMS, TEXT_FILE_SECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ MENU = Menu("Configure", (
     NETWORKS,
     Areas("Message Areas", MSG_AREAS),
     Areas("File Areas", FILE_AREAS),
+    CHAT_FEATURES,
+    EXTERNAL_PROGRAMS,
+    TEXT_FILE_SECTIONS,
     Menu("List Files and Filters", _list_files),
     Users(),
 ))

@@ -151,3 +151,36 @@ def test_channels_keep_their_members_apart(board: BBSProcess):
         caller.send("q")
         caller.expect(MAIN_MENU)
         logoff(caller)
+
+
+def test_scfg_makes_the_sysop_unavailable_for_a_caller_already_on(instance: Path):
+    from tests.integration.test_scfg_run import BACKSPACE, ENTER, ESC, scfg_menus
+
+    board = BBSProcess(instance).start()
+    try:
+        add_user(instance, "Bob", "bobpw123")
+        bob = telnet(board.ports["telnet"])
+        logon(bob, "Bob", "bobpw123")
+        bob.send("c")
+        bob.expect(CHAT_MENU)
+        with scfg_menus(instance) as scfg:
+            scfg.send("c" + ENTER)                           # hot letter: Chat Features
+            scfg.expect("Sysop Availability and Paging ...")
+            scfg.send(ENTER)
+            scfg.expect(r"available\s+yes")
+            scfg.send(ENTER)
+            scfg.expect(r"\[sysop\] available = ")
+            scfg.send(BACKSPACE * 3 + "no" + ENTER)
+            scfg.expect("saved ctrl/chat.ini: available = no; applies now")
+            scfg.send(ESC + ESC)
+            scfg.expect("System ...")
+        assert "\navailable = no\n" in (instance / "ctrl" / "chat.ini").read_text()
+        page(bob)
+        bob.expect_exact(NOT_AVAILABLE)
+        bob.expect(CHAT_MENU)
+        bob.send("q")
+        bob.expect(MAIN_MENU)
+        logoff(bob)
+    finally:
+        assert board.stop() == 0
+    assert "Traceback" not in board.stderr()
