@@ -294,6 +294,7 @@ class ServerControl:
             halted = {name: self.running.pop(name) for name in targets if name in self.running}
             await self._halt(halted)
             self.app.config = merge_config(old, new, [server] if server else None)
+            old_rules = self.app.login.rules
             if server is None:
                 self.app.login.rules = new.server.global_.login
             self.app.reset_tls()  # a replaced certificate is read again
@@ -304,6 +305,7 @@ class ServerControl:
                 log.error("!%s failed: %s; starting again with the configuration it had",
                           what, _failure(exc), **_tag(server))
                 self.app.config = old
+                self.app.login.rules = old_rules
                 self.app.reset_tls()
                 await self._relaunch(list(halted), halted)
                 reason = self._short(exc)
