@@ -29,6 +29,7 @@ API (all ``async``; each raises ``BBSError(STORAGE)`` on disk errors)::
     await store.count(3)                                   # live messages
     for info in await store.list(3, include_spam=False):   # MessageInfo, oldest first
         raw = await store.read(3, info.id)                 # bytes; marks nothing
+    raws = await store.read_many(3, [1, 2])                # {id: bytes}, one query
     await store.mark_read(3, [info.id])
     await store.delete(3, [info.id])                       # sets the deleted flag
     qid = await store.enqueue("a@b", ["x@example.org"], raw, from_user=3)
@@ -57,10 +58,14 @@ from pathlib import Path
 from bbs.db import Database, Migration
 from bbs.errors import BBSError, Reason
 
-__all__ = ["MAIL_MIGRATIONS", "Accepted", "MailStore", "MessageInfo", "QueuedMail", "header_fields"]
+__all__ = ["MAIL_MIGRATIONS", "Accepted", "MailStore", "MessageInfo", "QueuedMail", "header_block",
+           "header_fields"]
 
 log = logging.getLogger(__name__)
 
+#: Most ids one :meth:`MailStore.read_many` takes (SQLite's default limit of
+#: host parameters in a statement is 999 on older builds; one is the user).
+READ_MANY_LIMIT = 500
 #: Longest header value copied into the ``from_``/``to``/``subject`` columns
 #: (Synchronet's smb ``LEN_TITLE`` is 70; we keep more and let screens cut).
 HEADER_COLUMN_LIMIT = 256
@@ -157,11 +162,22 @@ def _clean(value: object) -> str:
     return "".join(c for c in text if c >= " ")[:HEADER_COLUMN_LIMIT]
 
 
+def header_block(raw: bytes) -> bytes:
+    """The header section of message ``raw``, up to and including the empty
+    line that ends it (all of ``raw`` when there is none). Header parsers get
+    only this: ``email``'s parsers read the whole body even for headers."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    if not ends:
+        return raw
+    end = min(ends)
+    return raw[:end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)]
+
+
 def header_fields(raw: bytes) -> tuple[str, str, str]:
     """Return (From, To, Subject) of a raw message, decoded (RFC 2047) and
     cleaned for display; missing fields are ''. Never raises."""
     try:
-        headers = _HEADER_PARSER.parsebytes(raw)
+        headers = _HEADER_PARSER.parsebytes(header_block(raw))
     except Exception:  # a malformed message is still stored
         return "", "", ""
     result = []
@@ -246,6 +262,13 @@ def _q_read(conn: sqlite3.Connection, user: int, mid: int) -> bytes:
     if row is None:
         raise BBSError(Reason.NOT_FOUND, f"no message {mid} for user #{user}")
     return bytes(row[0])
+
+
+def _q_read_many(conn: sqlite3.Connection, user: int, ids: Sequence[int]) -> dict[int, bytes]:
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(f"SELECT id, raw FROM messages WHERE user = ? AND deleted = 0 AND id IN ({marks})",
+                        (user, *ids)).fetchall()
+    return {int(mid): bytes(raw) for mid, raw in rows}
 
 
 def _q_set_flag(conn: sqlite3.Connection, user: int, ids: Sequence[int], column: str) -> int:
@@ -391,6 +414,17 @@ class MailStore:
         Raises ``NOT_FOUND`` when it is not that user's or was deleted.
         """
         return await self._run(_q_read, _check_user(user), message_id)
+
+    async def read_many(self, user: int, message_ids: Iterable[int]) -> dict[int, bytes]:
+        """The raw bytes of several of ``user``'s live messages in one query
+        (POP3 reads ahead with it), by id; ids that are not the user's or
+        were deleted are left out. At most :data:`READ_MANY_LIMIT` ids."""
+        ids = [int(m) for m in message_ids]
+        if len(ids) > READ_MANY_LIMIT:
+            raise BBSError(Reason.BAD_VALUE, f"{len(ids)} ids (at most {READ_MANY_LIMIT})")
+        if not ids:
+            return {}
+        return await self._run(_q_read_many, _check_user(user), ids)
 
     async def mark_read(self, user: int, ids: Iterable[int]) -> int:
         """Set the read flag on ``user``'s messages; returns how many matched."""

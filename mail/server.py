@@ -7,6 +7,7 @@ mailbox store (``data/mail.db``) opens on first use and closes in ``stop``.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -97,6 +98,9 @@ class SMTPService:
             # proxy did TLS) or the sysop allowed clear-text AUTH.
             auth_require_tls=not (secure or self.cfg.auth_without_tls),
             auth_exclude_mechanism=excluded,
+            # aiosmtpd looks the loop up itself otherwise, under a
+            # warnings.catch_warnings() block: costly once a connection.
+            loop=asyncio.get_running_loop(),
         )
 
     def queued(self, message_id: str, sender: str, recipients: list[str]) -> None:

@@ -108,26 +108,29 @@ class SpamGuard:
             self.resolver.port = server[1]
         self.resolver.lifetime = DNSBL_TIMEOUT
 
-    def _reload(self) -> None:
-        for flist in (self.spamblock, self.spamblock_exempt, self.spambait, self.dnsbl_zones,
-                      self.dnsbl_exempt):
+    @staticmethod
+    def _reload(*lists: FilterList) -> None:
+        """Re-read the lists a check is about to use when they changed (one
+        ``stat`` each: only those, as checks run several times a message)."""
+        for flist in lists:
             flist.reload_if_changed()
 
     # -- spamblock / spambait ---------------------------------------------
 
     def blocked(self, address: str, host: str = "") -> str | None:
         """The spamblock.cfg entry refusing this server, unless exempt; else None."""
-        self._reload()
+        self._reload(self.spamblock)
         entry = self.spamblock.match_ip(address) or (self.spamblock.match(host) if host else None)
         if entry is None:
             return None
+        self._reload(self.spamblock_exempt)
         if self.spamblock_exempt.match_ip(address) or (host and self.spamblock_exempt.match(host)):
             return None
         return entry.text
 
     def is_bait(self, recipient: str) -> bool:
         """True when ``recipient`` is a spambait.cfg honey-pot address."""
-        self._reload()
+        self._reload(self.spambait)
         return self.spambait.match(recipient) is not None
 
     async def block(self, address: str, recipient: str, host: str = "") -> None:
@@ -139,7 +142,7 @@ class SpamGuard:
 
     def exempt(self, address: str = "", host: str = "", sender: str = "") -> bool:
         """True when the server or the sender address is in dnsbl_exempt.cfg."""
-        self._reload()
+        self._reload(self.dnsbl_exempt)
         if address and self.dnsbl_exempt.match_ip(address):
             return True
         return any(value and self.dnsbl_exempt.match(value) for value in (host, sender))
@@ -150,7 +153,7 @@ class SpamGuard:
         Time-outs and DNS errors count as "not listed" (logged at debug).
         Loopback is checked too (tests and local networks).
         """
-        self._reload()
+        self._reload(self.dnsbl_zones)
         for entry in self.dnsbl_zones.entries:
             zone = entry.pattern.strip()
             if not zone or entry.negate:
