@@ -12,7 +12,14 @@ method per command (table-driven pre-checks first) and writes replies.
   a dropped connection deletes nothing;
 * STLS (RFC 2595) on the clear port; POP3S listeners are TLS from the start;
 * one session per mailbox at a time (RFC 1939 section 8: exclusive lock);
-* ``DEBUG_POP3`` logs every command (passwords masked).
+* ``DEBUG_POP3`` logs every command (passwords masked);
+* RETR/TOP read ahead: a client that retrieves messages in order gets the
+  next ones fetched with it, in batches that double up to
+  :data:`READ_AHEAD_MESSAGES` messages or :data:`READ_AHEAD_BYTES` (one
+  database round trip per batch instead of per message). They are held by
+  the session until retrieved, so a message the BBS's e-mail reader deletes
+  meanwhile can still be retrieved in that session (as with the message
+  list, which is fixed at logon).
 """
 from __future__ import annotations
 
@@ -36,6 +43,10 @@ log = logging.getLogger(__name__)
 NO_LIMIT_TIMEOUT = 24 * 60 * 60.0
 #: Junk lines tolerated before the session is dropped (a flood guard).
 MAX_BAD_COMMANDS = 20
+
+#: Read-ahead limits of RETR/TOP (see the module docstring).
+READ_AHEAD_MESSAGES = 64
+READ_AHEAD_BYTES = 1024 * 1024
 
 ERR_AUTH = "-ERR [AUTH] authentication failed"
 ERR_LOCKED = "-ERR [IN-USE] mailbox in use by another session"
@@ -71,6 +82,11 @@ class _Session:
         #: Ids of unread messages retrieved: marked read together at QUIT or at
         #: the end of the session (one transaction, not one fsync per RETR).
         self.retrieved: list[int] = []
+        #: Messages read ahead, by index; the index last fetched and the
+        #: size of the next batch (doubles while the client reads in order).
+        self.ahead: dict[int, bytes] = {}
+        self.last_fetched = -1
+        self.window = 1
         self.timestamp = f"<{os.getpid()}.{time.time_ns()}@{service.hostname}>"
         self.done = False
         self.prefix = f"POP3 {conn.service} {conn.address}"
@@ -137,8 +153,9 @@ class POP3Service:
         bad = 0
         while not session.done:
             try:
-                line = await asyncio.wait_for(session.reader.readuntil(b"\n"), self.inactivity)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.inactivity):  # no task per line, unlike wait_for
+                    line = await session.reader.readuntil(b"\n")
+            except TimeoutError:
                 log.info("%s inactive for %g seconds; disconnecting", session.prefix, self.inactivity)
                 await session.send("-ERR inactivity timeout")
                 return
@@ -287,17 +304,50 @@ class POP3Service:
         body = "\r\n".join(f"{n} {m.id}" for n, m in self._live(s)).encode()
         await s.send_lines("+OK", body)
 
-    async def _fetch(self, s: _Session, number: str) -> tuple[MessageInfo, bytes] | None:
+    async def _fetch(self, s: _Session, number: str, *, keep: bool = False) -> tuple[MessageInfo, bytes] | None:
+        """Message ``number`` and its bytes (read ahead or fetched with the
+        next batch); None after an -ERR reply. ``keep`` leaves it read ahead (TOP)."""
         msg = s.message(number)
         if msg is None:
             await s.send(ERR_NO_MESSAGE)
             return None
         assert s.user is not None
+        index = int(number) - 1
+        raw = s.ahead.get(index) if keep else s.ahead.pop(index, None)
+        if raw is not None:
+            return msg, raw
+        s.window = min(s.window * 2, READ_AHEAD_MESSAGES) if index == s.last_fetched + 1 else 1
+        batch = self._batch(s, index)
+        s.last_fetched = batch[-1]
         try:
-            return msg, await self.store.read(s.user.number, msg.id)
+            found = await self.store.read_many(s.user.number, [s.messages[i].id for i in batch])
         except BBSError as exc:
             await s.send(reply_for(exc))
             return None
+        for i in batch[1:]:
+            if s.messages[i].id in found:
+                s.ahead[i] = found[s.messages[i].id]
+        raw = found.get(msg.id)
+        if raw is None:
+            await s.send(ERR_NO_MESSAGE)  # deleted by the BBS's e-mail reader meanwhile
+            return None
+        if keep:
+            s.ahead[index] = raw
+        return msg, raw
+
+    @staticmethod
+    def _batch(s: _Session, index: int) -> list[int]:
+        """Message ``index`` and the live ones after it not yet read ahead,
+        up to the session's window and :data:`READ_AHEAD_BYTES`."""
+        batch, size = [index], s.messages[index].size
+        for i in range(index + 1, len(s.messages)):
+            if len(batch) >= s.window or size + s.messages[i].size > READ_AHEAD_BYTES:
+                break
+            if i in s.deleted or i in s.ahead:
+                continue
+            batch.append(i)
+            size += s.messages[i].size
+        return batch
 
     async def pop3_RETR(self, s: _Session, cmd: Command) -> None:
         found = await self._fetch(s, cmd.args[0])
@@ -311,7 +361,7 @@ class POP3Service:
             s.retrieved.append(msg.id)
 
     async def pop3_TOP(self, s: _Session, cmd: Command) -> None:
-        found = await self._fetch(s, cmd.args[0])
+        found = await self._fetch(s, cmd.args[0], keep=True)
         if found is not None:
             await s.send_lines("+OK", top(found[1], int(cmd.args[1])))
 
@@ -321,6 +371,7 @@ class POP3Service:
             await s.send(ERR_NO_MESSAGE)
             return
         s.deleted.add(int(cmd.args[0]) - 1)
+        s.ahead.pop(int(cmd.args[0]) - 1, None)
         await s.send(f"+OK message {cmd.args[0]} deleted")
 
     async def pop3_RSET(self, s: _Session, cmd: Command) -> None:

@@ -113,17 +113,18 @@ _LINE_END = re.compile(rb"\r?\n")
 
 def multiline(data: bytes) -> bytes:
     """Encode ``data`` as an RFC 1939 section 3 multi-line body: CRLF line
-    ends, dot-stuffed, ending with the termination line ``.``."""
-    lines = _LINE_END.split(data)
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = bytearray()
-    for line in lines:
-        if line.startswith(b"."):
-            out += b"."
-        out += line + b"\r\n"
-    out += b".\r\n"
-    return bytes(out)
+    ends (a lone LF becomes CRLF; a lone CR stays), dot-stuffed, ending
+    with the termination line ``.``. Whole-buffer replaces, no line loop
+    (RETR sends every message through here)."""
+    if not data:
+        return b".\r\n"
+    data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    return data + b".\r\n"
 
 
 def top(data: bytes, count: int) -> bytes:

@@ -70,6 +70,47 @@ def test_deletes_apply_only_at_quit_and_rset_undoes(server):
     assert [m.subject for m in server.mailbox(server.alice.number)] == ["Note 0", "Note 2"]
 
 
+def test_read_ahead_gives_each_message_its_own_bytes(server):
+    # 120 more messages, sizes varied (some over the read-ahead byte budget):
+    # in-order RETRs are served from batches; TOP, DELE, RSET and jumps
+    # in between must still give each number its own message.
+    store = server.store()
+    sizes = [40, 3000, 200_000, 700_000, 90, 5000] * 20
+    for n, size in enumerate(sizes, 4):
+        body = (b"%d " % n * 16 + b"\r\n") * (size // 70) + b".%d\r\n" % n
+        server.call(store.deliver([server.alice.number], b"Subject: Bulk %d\r\n\r\n%s" % (n, body)))
+    server.call(store.close())
+
+    def check(pop, n):
+        lines = pop.retr(n)[1]
+        if n <= 3:
+            assert b"Subject: Note %d" % (n - 1) in lines and lines[-1] == b"line three", n
+        else:
+            assert lines[0] == b"Subject: Bulk %d" % n and lines[-1] == b".%d" % n, n
+
+    pop = login(server)
+    try:
+        for n in range(1, 60):
+            if n == 22:
+                with pytest.raises(poplib.error_proto):
+                    pop.retr(22)                            # deleted while read ahead
+                continue
+            check(pop, n)
+            if n == 20:
+                assert pop.top(25, 0)[1][0] == b"Subject: Bulk 25"
+                pop.dele(22)
+            if n == 30:
+                pop.rset()
+                check(pop, 22)
+        check(pop, 100)
+        check(pop, 7)
+        for n in range(101, len(sizes) + 4):
+            check(pop, n)
+        pop.quit()
+    finally:
+        pop.close()
+
+
 def test_wrong_password_and_apop(server):
     pop = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=TIMEOUT)
     pop.user("Alice")

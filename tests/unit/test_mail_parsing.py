@@ -1,6 +1,9 @@
 """Pure parsing of the mail servers: SMTP paths/addresses and POP3 commands."""
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from mail.address import is_local_domain, parse_address, parse_path, split_prefix, split_tag
@@ -75,9 +78,21 @@ def test_pop3_command_table():
             parse_command(line, state)
 
 
+def _multiline_by_lines(data: bytes) -> bytes:
+    """RFC 1939 section 3 encoding, the obvious line-by-line way."""
+    lines = re.split(rb"\r?\n", data)
+    if lines[-1] == b"":
+        lines.pop()
+    return b"".join((b"." if line.startswith(b".") else b"") + line + b"\r\n" for line in lines) + b".\r\n"
+
+
 def test_pop3_multiline_dot_stuffing_and_top():
     assert multiline(b"a\n.b\r\n..c") == b"a\r\n..b\r\n...c\r\n.\r\n"
     assert multiline(b"") == b".\r\n"
+    rng = random.Random(1939)
+    for _ in range(2000):
+        data = bytes(rng.choice(b".\r\nab") for _ in range(rng.randint(0, 12)))
+        assert multiline(data) == _multiline_by_lines(data), data
     message = b"Subject: x\r\nFrom: y\r\n\r\none\r\ntwo\r\nthree\r\n"
     assert top(message, 0) == b"Subject: x\r\nFrom: y\r\n\r\n"
     assert top(message, 2) == b"Subject: x\r\nFrom: y\r\n\r\none\r\ntwo\r\n"
