@@ -84,6 +84,10 @@ class Database:
         # takes all of it into one transaction (group commit: one fsync).
         self._pending: collections.deque = collections.deque()
         self._pending_lock = threading.Lock()
+        # True while a _group_commit pass is submitted and has not yet taken
+        # the pending work: later jobs join it instead of submitting another
+        # (an empty pass per job woke the thread for nothing).
+        self._scheduled = False
         # Only ever read or written from inside the worker thread.
         self._conn: sqlite3.Connection | None = None
         self._version = 0
@@ -153,7 +157,14 @@ class Database:
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._pending_lock:
             self._pending.append((fn, args, future))
-        executor.submit(self._group_commit)
+            scheduled, self._scheduled = self._scheduled, True
+        if not scheduled:
+            try:
+                executor.submit(self._group_commit)
+            except BaseException:
+                with self._pending_lock:
+                    self._scheduled = False
+                raise
         return await asyncio.wrap_future(future)
 
     async def close(self) -> None:
@@ -328,6 +339,7 @@ class Database:
         with self._pending_lock:
             jobs = list(self._pending)
             self._pending.clear()
+            self._scheduled = False
         jobs = [job for job in jobs if job[2].set_running_or_notify_cancel()]
         if not jobs:
             return
