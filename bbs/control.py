@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
+from bbs.boardconf import SystemConfig
 from bbs.errors import ConfigError
 from bbs.instance import Config, load_config
 from bbs.listeners import SERVER_TAGS, BindError, ServiceHandler
@@ -134,9 +135,9 @@ def configured(config: Config) -> list[str]:
 def merge_config(old: Config, new: Config, servers: Iterable[str] | None) -> Config:
     """The configuration after recycling ``servers`` (None: every server).
 
-    One server takes its sbbs.ini section and listeners from ``new``, the
-    others keep theirs from ``old``; every server also takes ``[Global]``.
-    The board configuration (main.ini, msgs.ini, file.ini) comes from
+    The recycled servers take their sbbs.ini sections and listeners from
+    ``new``, the others keep theirs (and ``[Global]``) from ``old``; a
+    recycle of every server takes all of sbbs.ini. The board configuration (main.ini, msgs.ini, file.ini) comes from
     ``new`` but the node range from ``old`` (the node table is sized at
     start-up)."""
     if servers is None:
@@ -150,7 +151,7 @@ def merge_config(old: Config, new: Config, servers: Iterable[str] | None) -> Con
     return dataclasses.replace(new, server=server, listeners=listeners, system=_keep_nodes(old, new))
 
 
-def _keep_nodes(old: Config, new: Config):
+def _keep_nodes(old: Config, new: Config) -> SystemConfig:
     return dataclasses.replace(new.system, first_node=old.system.first_node, last_node=old.system.last_node)
 
 
