@@ -4,7 +4,8 @@
 in, :class:`Effect` out). :func:`apply_saved` then tells the sysop, on the
 menus' status line, and does what can be done:
 
-* list files, filters and the files nodes re-read: nothing (applies now);
+* list files, filters and the files nodes re-read (xtrn.ini, text.ini,
+  chat.ini: :data:`bbs.instance.LIVE_FILES`): nothing (applies now);
 * main.ini (system, new users), msgs.ini, file.ini, in the live console:
   re-read into the running BBS at once (new subs and dirs appear to callers
   without a restart; :meth:`bbs.control.ServerControl.reload_board`); the
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from bbs.control import NO_RECYCLE, SERVER_TITLES, ControlError, server_key
+from bbs.instance import LIVE_FILES
 from bbs.listenconf import SERVICE_BY_NAME
 from bbs.listeners import SERVER_TAGS
 from console.cfgfile import ini_get, read_text
@@ -62,7 +64,7 @@ def effect_of(root: Path, file: str, section: str | None = None, key: str | None
     """What an edit of ``key`` in ``[section]`` of ``file`` (relative to
     the instance, e.g. ``ctrl/sbbs.ini``) needs to take effect; ``live``:
     the menu knows its reader re-reads the file."""
-    if live:
+    if live or (file.startswith("ctrl/") and file[5:] in LIVE_FILES):
         return Effect(live=True)
     sec = (section or "").lower()
     restart = RESTART_KEYS.get((file, sec), {})

@@ -48,6 +48,7 @@ def test_what_each_edit_needs(instance: Path):
     for (file, section, key), expected in cases.items():
         assert effect_of(instance, file, section, key) == expected, (file, section, key)
     assert effect_of(instance, "text/ip.can", live=True) == Effect(live=True)
+    assert effect_of(instance, "ctrl/xtrn.ini", "prog:Games:TREK", "cmd") == Effect(live=True)   # nodes re-read it
 
 
 def test_in_the_console_a_save_recycles_the_server_after_a_yes(instance: Path):
