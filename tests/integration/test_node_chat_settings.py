@@ -148,6 +148,11 @@ def test_channels_keep_their_members_apart(board: BBSProcess):
     for caller in (alice, bob):
         caller.sendline("/q")
         caller.expect(CHAT_MENU)
+    (board.root / "ctrl" / "chat.ini").write_text("[sysop]\n")   # no channels: no multinode chat
+    bob.send("j")
+    bob.expect_exact("There is no chat channel you may join.")
+    bob.expect(CHAT_MENU)
+    for caller in (alice, bob):
         caller.send("q")
         caller.expect(MAIN_MENU)
         logoff(caller)

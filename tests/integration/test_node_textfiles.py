@@ -35,6 +35,10 @@ description = Plain notes
 path = gfiles/long.txt
 description = A long list
 
+[file:ART:BANNER]
+path = gfiles/banner
+description = A banner
+
 [file:ART:GONE]
 path = gfiles/gone.msg
 description = Not there
@@ -58,6 +62,8 @@ def board(instance: Path):
     gfiles = instance / "text" / "gfiles"
     (gfiles / "logo.ans").write_bytes(LOGO)
     (gfiles / "notes.txt").write_text(NOTES)
+    (gfiles / "banner.ans").write_bytes(b"\x1b[1;32mANSI BANNER\x1b[0m\r\n")   # for ANSI callers
+    (gfiles / "banner.msg").write_text("\x01cPLAIN BANNER for @USER@\r\n")     # for the others
     (gfiles / "long.txt").write_text("".join(f"line {n}\n" for n in range(1, 61)))
     text_ini = instance / "ctrl" / "text.ini"
     text_ini.write_text(text_ini.read_text() + EXTRA_SECTIONS)
@@ -68,8 +74,11 @@ def board(instance: Path):
     assert "Traceback" not in process.stderr()
 
 
-def pick(caller: pexpect.spawn, prompt: str, name: str) -> None:
-    caller.expect(prompt)
+def pick(caller: pexpect.spawn, prompt: str, name: str, *, at_prompt: bool = False) -> None:
+    """Choose ``name`` from the numbered list before ``prompt`` (``at_prompt``:
+    the prompt was already expected)."""
+    if not at_prompt:
+        caller.expect(prompt)
     number = next(line.split(")")[0].strip() for line in strip_codes(caller.before).splitlines()
                   if f") {name}" in line)
     caller.sendline(number)
@@ -100,6 +109,8 @@ def test_browse_sections_and_read_files(board: BBSProcess):
     alice.expect(PAUSE)                                       # a screenful, then the pause
     assert "line 22\r\n" in alice.before and "line 23" not in alice.before  # 24 rows: 23 lines, the pause
     alice.send("q")                                           # stop reading
+    pick(alice, FILE_PROMPT, "A banner")                     # no extension: the display-file rule
+    alice.expect_exact("ANSI BANNER")
     pick(alice, FILE_PROMPT, "Not there")
     alice.expect_exact(MISSING)
     alice.expect(FILE_PROMPT)
@@ -121,6 +132,9 @@ def test_ascii_caller_gets_no_escape_sequences(board: BBSProcess):
     pick(alice, FILE_PROMPT, "An ANSI logo")
     alice.expect(FILE_PROMPT)
     assert "LOGO" in alice.before and "\x1b" not in alice.before
+    pick(alice, FILE_PROMPT, "A banner", at_prompt=True)
+    alice.expect_exact("PLAIN BANNER for Alice")
+    alice.expect(FILE_PROMPT)
     alice.sendline("")
     alice.expect(SECTION_PROMPT)
     alice.sendline("")

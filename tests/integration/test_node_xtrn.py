@@ -19,7 +19,7 @@ from console.cfgfile import atomic_write, ini_set
 from nodes.terminal import strip_codes
 from tests.integration.ftpsupport import add_user
 from tests.integration.test_terminal_server import LOGIN, MAIN_MENU, PASSWORD, logoff, logon, telnet
-from tests.support import BBSProcess, run_async
+from tests.support import BBSProcess, run_async, set_ini
 
 DOORS = Path(__file__).parent / "doors"
 PROGRAM_PROMPT = r"Program \(1-\d+, Enter to quit\): "
@@ -60,6 +60,11 @@ cmd = {sys.executable} hang_door.py sleepy.pid
 startup_dir = xtrn
 max_time = 2s
 
+[prog:Games:STUBBORN]
+name = Stubborn door
+cmd = {sys.executable} hang_door.py stubborn.pid --ignore-hup
+startup_dir = xtrn
+
 [prog:Games:LOCKED]
 name = Locked door
 cmd = {sys.executable} echo_door.py
@@ -80,8 +85,8 @@ name = Secret tool
 cmd = true
 """
 #: The programs Alice (level 10) sees, in order.
-ALICE_SEES = ["Echo door", "Shell door", "Terminal door", "Hanging door", "Sleepy door", "Locked door",
-              "Missing door"]
+ALICE_SEES = ["Echo door", "Shell door", "Terminal door", "Hanging door", "Sleepy door", "Stubborn door",
+              "Locked door", "Missing door"]
 
 
 @pytest.fixture
@@ -142,7 +147,7 @@ def test_echo_door_round_trip_and_node_activity(board: BBSProcess):
     shown = [line.split(")", 1)[1].strip() for line in strip_codes(alice.before).splitlines() if ")" in line]
     assert shown == ALICE_SEES                              # no Sysop section, no Secret tool
     alice.sendline("1")
-    alice.expect(r"Hello Alice on node 1! TERM=xterm size=80x24 cwd=xtrn")
+    alice.expect(r"Hello Alice on node 1! TERM=xterm size=80x24 cwd=xtrn SBBSNNUM=1 SBBSNODE=node1")
     alice.expect("Say something: ")
 
     bob = telnet(board.ports["telnet"])
@@ -174,8 +179,9 @@ def test_pty_door_has_a_terminal_of_the_callers_size(board: BBSProcess):
     alice.expect("tty=True size=100x30 ctty=yes")
     alice.expect("Name a colour: ")
     alice.send("blux")
+    alice.setwinsize(40, 120)                                # NAWS: the pty is resized with the window
     alice.send("\x7fe\r")                                    # the pty's line editing: DEL erases
-    alice.expect("You said blue")
+    alice.expect("You said blue; size now 120x40")
     alice.expect(PROGRAM_PROMPT)
     alice.sendline("")
     alice.expect(MAIN_MENU)
@@ -292,3 +298,46 @@ def test_xtrn_ini_edits_apply_to_the_next_caller(board: BBSProcess):
     alice.expect(MAIN_MENU)
     logoff(alice)
     assert f"{path}:" in bbs_log(board.root) and "the previous settings stay in force" in bbs_log(board.root)
+
+
+def wait_for_log(root: Path, text: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in bbs_log(root):
+        assert time.monotonic() < deadline, f"{text!r} not logged"
+        time.sleep(0.05)
+
+
+def test_an_idle_caller_is_hung_up_and_a_door_ignoring_sighup_is_killed(instance: Path):
+    add_user(instance, "Alice", "alicepw1")
+    shutil.copytree(DOORS, instance / "xtrn")
+    (instance / "ctrl" / "xtrn.ini").write_text(XTRN_INI)
+    set_ini(instance / "ctrl" / "sbbs.ini", "BBS", "MaxSessionInactivity", "3")
+    board = BBSProcess(instance).start()
+    try:
+        alice = telnet(board.ports["telnet"])
+        logon(alice, "Alice", "alicepw1")
+        open_doors(alice)
+        choose(alice, "Stubborn door")
+        alice.expect("Hanging around")
+        door, child = read_pids(instance / "xtrn" / "stubborn.pid")
+        alice.expect_exact("Inactive too long. Goodbye.", timeout=15)   # 3 s without a key from her
+        alice.expect(pexpect.EOF)
+        assert gone(door) and gone(child)
+        wait_for_log(instance, "external program STUBBORN ended (inactive, status -9)")  # SIGHUP ignored
+    finally:
+        assert board.stop() == 0
+    assert "Traceback" not in board.stderr()
+
+
+def test_stopping_the_bbs_ends_the_door(board: BBSProcess):
+    alice = telnet(board.ports["telnet"])
+    logon(alice, "Alice", "alicepw1")
+    open_doors(alice)
+    choose(alice, "Hanging door")
+    alice.expect("Hanging around")
+    door, child = read_pids(board.root / "xtrn" / "hang.pid")
+    assert board.stop() == 0                                  # SIGTERM
+    alice.expect_exact("The BBS is shutting down.")
+    alice.expect(pexpect.EOF)
+    assert gone(door) and gone(child)
+    assert "external program HANG ended (shutdown, status -1)" in bbs_log(board.root)

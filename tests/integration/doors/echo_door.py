@@ -8,7 +8,8 @@ lines = open(sys.argv[1], encoding="cp437").read().splitlines()
 alias, node = lines[6], lines[10]
 out = sys.stdout.buffer
 out.write(f"Hello {alias} on node {node}! TERM={os.environ['TERM']} "
-          f"size={os.environ['COLUMNS']}x{os.environ['LINES']} cwd={os.path.basename(os.getcwd())}\r\n"
+          f"size={os.environ['COLUMNS']}x{os.environ['LINES']} cwd={os.path.basename(os.getcwd())} "
+          f"SBBSNNUM={os.environ['SBBSNNUM']} SBBSNODE={os.path.basename(os.environ['SBBSNODE'].rstrip('/'))}\r\n"
           "Say something: ".encode())
 out.flush()
 typed = bytearray()
