@@ -56,7 +56,8 @@ class SMTPService:
         self._base_domains = frozenset(d for d in domains if d)
         self.relay = RelayPolicy(FilterList.load(inst.ctrl / "relay.cfg"), self.options, logons)
         self.spam = SpamGuard(inst.ctrl, inst.data, cfg.dns_server, "USE_TCP_DNS" in self.options)
-        self.processors = MailProcessors(inst.ctrl / "mailproc.cfg", cfg.mail_processor_timeout)
+        self.processors = MailProcessors(inst.ctrl / "mailproc.cfg", cfg.mail_processor_timeout,
+                                         search=inst.root)
         self.email_can = app.filters.email
         self.subject_can = app.filters.subject
         system = app.config.system
