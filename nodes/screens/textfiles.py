@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from bbs.textconf import TextConfig, TextFile, TextSection
-from nodes.screens.picker import pick
+from nodes.screens.picker import browse
 from nodes.session import read_display_file
 
 if TYPE_CHECKING:
@@ -63,35 +63,9 @@ def _visible(session: "Session") -> list[tuple[TextSection, list[TextFile]]]:
 async def text_sections(session: "Session", args: tuple[str, ...]) -> None:
     """``Action = textfiles``: choose a section (when there are several),
     then files to read, until Enter."""
-    while True:
-        session.set_activity("reading text files")
-        shown = _visible(session)
-        if not shown:
-            await session.print("\x01n\x01h\x01rThere are no text files you may read.\x01n\r\n")
-            return
-        if len(shown) == 1:
-            section = shown[0][0]
-        else:
-            index = await pick(session, "Text file sections",
-                               [(s.title, f"{len(f)} file{'s' if len(f) != 1 else ''}") for s, f in shown],
-                               "Section")
-            if index is None:
-                return
-            section = shown[index][0]
-        await _section(session, section)
-        if len(shown) == 1:
-            return
-
-
-async def _section(session: "Session", section: TextSection) -> None:
-    while True:
-        files = next((f for s, f in _visible(session) if s.name == section.name), [])
-        if not files:
-            return
-        index = await pick(session, section.title, [(f.description, "") for f in files], "Read which")
-        if index is None:
-            return
-        await show_file(session, files[index])
+    await browse(session, activity="reading text files", visible=lambda: _visible(session),
+                 heading="Text file sections", empty="There are no text files you may read.", noun="file",
+                 item_name=lambda f: f.description, what="Read which", run=lambda item: show_file(session, item))
 
 
 async def show_file(session: "Session", item: TextFile) -> None:

@@ -38,7 +38,7 @@ from bbs.xtrnconf import (DROP_WRITERS, IO_PTY, UNLIMITED_MINUTES, DropInfo, Xtr
                           XtrnSection, expand_command, platform_values)
 from nodes import terminal as t
 from nodes.io import Hangup
-from nodes.screens.picker import pick
+from nodes.screens.picker import browse
 
 if TYPE_CHECKING:
     from nodes.session import Session
@@ -107,35 +107,10 @@ async def xtrn_menu(session: "Session", args: tuple[str, ...]) -> None:
             return
         await run_program(session, program)
         return
-    while True:
-        session.set_activity("choosing an external program")
-        shown = _visible(session)
-        if not shown:
-            await session.print("\x01n\x01h\x01rThere are no external programs you may run.\x01n\r\n")
-            return
-        if len(shown) == 1:
-            section = shown[0][0]
-        else:
-            index = await pick(session, "External program sections",
-                               [(s.title, f"{len(p)} program{'s' if len(p) != 1 else ''}") for s, p in shown],
-                               "Section")
-            if index is None:
-                return
-            section = shown[index][0]
-        await _section_menu(session, section)
-        if len(shown) == 1:
-            return
-
-
-async def _section_menu(session: "Session", section: XtrnSection) -> None:
-    while True:
-        programs = next((p for s, p in _visible(session) if s.name == section.name), [])
-        if not programs:
-            return
-        index = await pick(session, section.title, [(p.name, "") for p in programs], "Program")
-        if index is None:
-            return
-        await run_program(session, programs[index])
+    await browse(session, activity="choosing an external program", visible=lambda: _visible(session),
+                 heading="External program sections", empty="There are no external programs you may run.",
+                 noun="program", item_name=lambda p: p.name, what="Program",
+                 run=lambda program: run_program(session, program))
 
 
 # -- running one -------------------------------------------------------------------

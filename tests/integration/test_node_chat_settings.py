@@ -65,16 +65,12 @@ def telegram_count(root: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM telegrams").fetchone()[0]
 
 
-def page(caller: pexpect.spawn) -> None:
-    caller.send("p")
-
-
 def test_paging_follows_availability_hours_and_override(board: BBSProcess):
     bob = telnet(board.ports["telnet"])
     logon(bob, "Bob", "bobpw123")
     bob.send("c")
     bob.expect(CHAT_MENU)
-    page(bob)
+    bob.send("p")
     bob.expect_exact(NOT_AVAILABLE)                      # available = no
     bob.expect(CHAT_MENU)
     assert PAGE_REASON not in bob.before and telegram_count(board.root) == 0
@@ -83,7 +79,7 @@ def test_paging_follows_availability_hours_and_override(board: BBSProcess):
     logon(alice, "Alice", "alicepw1")                    # level 60 meets override_ars
     alice.send("c")
     alice.expect(CHAT_MENU)
-    page(alice)
+    alice.send("p")
     alice.expect_exact(PAGE_REASON)
     alice.sendline("urgent")
     alice.expect("Paging .*Sysop.* for chat")
@@ -95,14 +91,14 @@ def test_paging_follows_availability_hours_and_override(board: BBSProcess):
     later = time.localtime(time.time() + 2 * 3600)
     start, end = f"{later.tm_hour:02d}:00", f"{(later.tm_hour + 1) % 24:02d}:00"
     edit(board.root, "hours", f"{start}-{end}")          # a window that is not now
-    page(bob)
+    bob.send("p")
     bob.expect_exact(NOT_AVAILABLE)
     bob.expect_exact(f"Pages are taken from {start} to {end}.")
     bob.expect(CHAT_MENU)
 
     edit(board.root, "hours", "")
     edit(board.root, "page_duration", "0")
-    page(bob)
+    bob.send("p")
     bob.expect_exact(PAGE_REASON)
     bob.sendline("hello")
     bob.expect_exact("Page sent to Sysop")
@@ -180,7 +176,7 @@ def test_scfg_makes_the_sysop_unavailable_for_a_caller_already_on(instance: Path
             scfg.send(ESC + ESC)
             scfg.expect("System ...")
         assert "\navailable = no\n" in (instance / "ctrl" / "chat.ini").read_text()
-        page(bob)
+        bob.send("p")
         bob.expect_exact(NOT_AVAILABLE)
         bob.expect(CHAT_MENU)
         bob.send("q")

@@ -89,13 +89,18 @@ ALICE_SEES = ["Echo door", "Shell door", "Terminal door", "Hanging door", "Sleep
               "Locked door", "Missing door"]
 
 
-@pytest.fixture
-def board(instance: Path):
+def with_doors(instance: Path) -> Path:
+    """Alice and Bob, the test doors in xtrn/ and XTRN_INI."""
     add_user(instance, "Alice", "alicepw1", "--real-name", "Alice A")
     add_user(instance, "Bob", "bobpw123")
     shutil.copytree(DOORS, instance / "xtrn")
     (instance / "ctrl" / "xtrn.ini").write_text(XTRN_INI)
-    process = BBSProcess(instance).start()
+    return instance
+
+
+@pytest.fixture
+def board(instance: Path):
+    process = BBSProcess(with_doors(instance)).start()
     yield process
     if process.proc and process.proc.poll() is None:
         assert process.stop() == 0
@@ -137,6 +142,17 @@ def read_pids(path: Path, timeout: float = 10.0) -> list[int]:
             return [int(p) for p in path.read_text().split()]
         time.sleep(0.05)
     raise AssertionError(f"{path} was not written")
+
+
+def into_hanging_door(port: int, root: Path, name: str, pidfile: str) -> tuple[pexpect.spawn, int, int]:
+    """Alice logs on and starts door ``name`` (hang_door.py): her caller
+    and the pids of the door and of its child."""
+    alice = telnet(port)
+    logon(alice, "Alice", "alicepw1")
+    open_doors(alice)
+    choose(alice, name)
+    alice.expect("Hanging around")
+    return (alice, *read_pids(root / "xtrn" / pidfile))
 
 
 def test_echo_door_round_trip_and_node_activity(board: BBSProcess):
@@ -231,28 +247,15 @@ def test_shell_door_reads_door_sys_and_passes_every_byte(board: BBSProcess):
 
 
 def test_hang_up_ends_the_door_and_its_children(board: BBSProcess):
-    alice = telnet(board.ports["telnet"])
-    logon(alice, "Alice", "alicepw1")
-    open_doors(alice)
-    choose(alice, "Hanging door")
-    alice.expect("Hanging around")
-    door, child = read_pids(board.root / "xtrn" / "hang.pid")
+    alice, door, child = into_hanging_door(board.ports["telnet"], board.root, "Hanging door", "hang.pid")
     alice.close(force=True)                                   # the caller drops
     assert gone(door) and gone(child)
-    deadline = time.monotonic() + 10
-    while "session ends: disconnected" not in bbs_log(board.root):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_log(board.root, "session ends: disconnected")
     assert "external program HANG ended (disconnected, status -1)" in bbs_log(board.root)  # SIGHUP
 
 
 def test_time_limit_ends_the_door_and_returns_to_the_list(board: BBSProcess):
-    alice = telnet(board.ports["telnet"])
-    logon(alice, "Alice", "alicepw1")
-    open_doors(alice)
-    choose(alice, "Sleepy door")
-    alice.expect("Hanging around")
-    door, child = read_pids(board.root / "xtrn" / "sleepy.pid")
+    alice, door, child = into_hanging_door(board.ports["telnet"], board.root, "Sleepy door", "sleepy.pid")
     alice.expect_exact(TIME_UP, timeout=10)
     alice.expect(PROGRAM_PROMPT)
     assert gone(door) and gone(child)
@@ -308,18 +311,10 @@ def wait_for_log(root: Path, text: str, timeout: float = 15.0) -> None:
 
 
 def test_an_idle_caller_is_hung_up_and_a_door_ignoring_sighup_is_killed(instance: Path):
-    add_user(instance, "Alice", "alicepw1")
-    shutil.copytree(DOORS, instance / "xtrn")
-    (instance / "ctrl" / "xtrn.ini").write_text(XTRN_INI)
-    set_ini(instance / "ctrl" / "sbbs.ini", "BBS", "MaxSessionInactivity", "3")
+    set_ini(with_doors(instance) / "ctrl" / "sbbs.ini", "BBS", "MaxSessionInactivity", "3")
     board = BBSProcess(instance).start()
     try:
-        alice = telnet(board.ports["telnet"])
-        logon(alice, "Alice", "alicepw1")
-        open_doors(alice)
-        choose(alice, "Stubborn door")
-        alice.expect("Hanging around")
-        door, child = read_pids(instance / "xtrn" / "stubborn.pid")
+        alice, door, child = into_hanging_door(board.ports["telnet"], instance, "Stubborn door", "stubborn.pid")
         alice.expect_exact("Inactive too long. Goodbye.", timeout=15)   # 3 s without a key from her
         alice.expect(pexpect.EOF)
         assert gone(door) and gone(child)
@@ -330,12 +325,7 @@ def test_an_idle_caller_is_hung_up_and_a_door_ignoring_sighup_is_killed(instance
 
 
 def test_stopping_the_bbs_ends_the_door(board: BBSProcess):
-    alice = telnet(board.ports["telnet"])
-    logon(alice, "Alice", "alicepw1")
-    open_doors(alice)
-    choose(alice, "Hanging door")
-    alice.expect("Hanging around")
-    door, child = read_pids(board.root / "xtrn" / "hang.pid")
+    alice, door, child = into_hanging_door(board.ports["telnet"], board.root, "Hanging door", "hang.pid")
     assert board.stop() == 0                                  # SIGTERM
     alice.expect_exact("The BBS is shutting down.")
     alice.expect(pexpect.EOF)

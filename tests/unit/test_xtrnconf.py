@@ -83,9 +83,15 @@ def test_specifiers_expand_inside_words_and_never_split_them(tmp_path: Path):
     ("[games]\n", 1, "unknown section [games] (expected [sec:...] or [prog:...])"),
 ])
 def test_xtrn_ini_errors_are_located(tmp_path: Path, body: str, line: int, message: str):
+    assert_located(tmp_path / "xtrn.ini", body, lambda ini: load_xtrn(ini, tmp_path), line, message)
+
+
+def assert_located(path: Path, body: str, load, line: int, message: str) -> None:
+    """Loading ``body`` from ``path`` fails with ``path:line: message...``."""
+    path.write_text(body)
     with pytest.raises(ConfigError) as caught:
-        xtrn(tmp_path, body)
-    assert str(caught.value).startswith(f"{tmp_path / 'xtrn.ini'}:{line}: {message}")
+        load(parse_ini(path))
+    assert str(caught.value).startswith(f"{path}:{line}: {message}")
 
 
 INFO = DropInfo(node=3, user_number=12, alias="Zaphod", real_name="Zaphod Beeblebrox", location="Betelgeuse",
@@ -166,11 +172,7 @@ def test_chat_ini_hours_and_availability(tmp_path: Path):
     ("[pager]\n", 1, "unknown section [pager] (expected [sysop] or [chan:CODE])"),
 ])
 def test_chat_ini_errors_are_located(tmp_path: Path, body: str, line: int, message: str):
-    path = tmp_path / "chat.ini"
-    path.write_text(body)
-    with pytest.raises(ConfigError) as caught:
-        load_chat(parse_ini(path))
-    assert str(caught.value).startswith(f"{path}:{line}: {message}")
+    assert_located(tmp_path / "chat.ini", body, load_chat, line, message)
 
 
 def test_instance_loads_the_shipped_files_and_stops_on_a_bad_one(tmp_path: Path):
