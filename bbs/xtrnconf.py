@@ -29,7 +29,7 @@ import dataclasses
 import platform
 import shlex
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Mapping
 
 from bbs import units
