@@ -259,9 +259,10 @@ class SMTPHandler(_ScannedOnce):
             await svc.spam.log_spam("BLOCKED", f"spamblock.cfg: {blocked}", host=conn.host,
                                     address=conn.address)
             return ACCESS_DENIED
-        if svc.spam.exempt(conn.address, conn.host):
+        zones = svc.spam.zones()
+        if not zones or svc.spam.exempt(conn.address, conn.host):
             return None
-        listing = await svc.spam.lookup(conn.address)
+        listing = await svc.spam.lookup(conn.address, zones)
         if listing is None:
             return None
         self.listing = listing

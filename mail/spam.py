@@ -147,17 +147,18 @@ class SpamGuard:
             return True
         return any(value and self.dnsbl_exempt.match(value) for value in (host, sender))
 
-    async def lookup(self, address: str) -> Listing | None:
-        """Query each dns_blacklist.cfg zone for ``address`` until one lists it.
+    def zones(self) -> list[str]:
+        """The DNSBL zones of dns_blacklist.cfg (re-read when changed)."""
+        self._reload(self.dnsbl_zones)
+        return [e.pattern.strip() for e in self.dnsbl_zones.entries if e.pattern.strip() and not e.negate]
+
+    async def lookup(self, address: str, zones: list[str] | None = None) -> Listing | None:
+        """Query each zone (default: :meth:`zones`) for ``address`` until one lists it.
 
         Time-outs and DNS errors count as "not listed" (logged at debug).
         Loopback is checked too (tests and local networks).
         """
-        self._reload(self.dnsbl_zones)
-        for entry in self.dnsbl_zones.entries:
-            zone = entry.pattern.strip()
-            if not zone or entry.negate:
-                continue
+        for zone in self.zones() if zones is None else zones:
             qname = dnsbl_query_name(address, zone)
             if qname is None:
                 return None
