@@ -1,18 +1,20 @@
 """File-area screens: choose a library and directory, list files (paged),
 search by name or description, file information, the new-file scan, and
-downloads and uploads over the caller's connection with ZMODEM.
+downloads and uploads over the caller's connection with ZMODEM, XMODEM
+(CRC and 1K) or YMODEM.
 
 Areas are ``app.config.files`` (``ctrl/file.ini``); what is known about each
 file is the App's :class:`bbs.filebase.FileBase` (``app.files``), shared with
 the FTP server, so an FTP upload is listed here at once and the other way
-round. Transfers run the Debian ``lrzsz`` programs (``sz``/``rz``) as child
-processes whose stdin/stdout are piped to the caller's connection through
-:meth:`nodes.io.Terminal.read_raw` and :meth:`~nodes.io.Terminal.write_bytes`
-(telnet's IAC escaping is done by the link, RFC 854). A caller names a file;
+round. Transfers run the Debian ``lrzsz`` programs named by the protocol
+table :data:`nodes.transfer.PROTOCOLS` as child processes whose stdin/stdout
+are piped to the caller's connection (:func:`nodes.transfer.run_transfer`;
+telnet's IAC escaping is done by the link, RFC 854). A caller names a file;
 the name is checked with :func:`bbs.filebase.check_name` and must be a file
-the base lists in the caller's directory: no caller text is ever joined to a
-path unchecked. Uploads land in a fresh temporary folder inside the
-directory and are linked into place only once ``rz`` reports success.
+the base lists in the caller's directory (a download) or a new name (an
+XMODEM upload): no caller text is ever joined to a path unchecked. Uploads
+land in a fresh temporary folder inside the directory and are linked into
+place only once the receiving program reports success.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from bbs.boardconf import FileDir
 from bbs.errors import BBSError, Reason
 from bbs.filebase import FileRecord, check_name
 from nodes import terminal as t
-from nodes.io import Hangup
+from nodes.transfer import Protocol, available, find, run_transfer
 
 if TYPE_CHECKING:
     from nodes.session import Session
@@ -46,21 +48,13 @@ NEW_SINCE_SETTING = "files_new_since"
 LEN_FDESC = 58
 #: Longest search text (Synchronet's file search prompt allows 40).
 LEN_SEARCH = 40
-#: Bytes per read from the transfer program's output.
-TRANSFER_BLOCK = 8192
-#: Seconds after a transfer during which the caller's bytes are dropped
-#: (ZMODEM's closing "OO" and retried headers are not keys; ours).
-TRANSFER_SETTLE = 0.5
+#: The user setting with the caller's preferred transfer protocol (its
+#: hotkey; Synchronet's "default download protocol").
+PROTOCOL_SETTING = "file_protocol"
 #: Prefix of the temporary folder an upload lands in (hidden from listings).
 UPLOAD_TEMP_PREFIX = ".rz-"
-#: The lrzsz programs (Debian package ``lrzsz``).
-SZ, RZ = "sz", "rz"
-#: sz/rz options: binary, escape all control characters (safe through
-#: telnet clients that are not in BINARY mode), quiet, restricted (no paths).
-SZ_OPTIONS = ("-b", "-e", "-q", "-R")
-RZ_OPTIONS = ("-b", "-e", "-q", "-R")
 
-NO_LRZSZ = ("\x01n\x01h\x01rFile transfers are not available: the ZMODEM programs (lrzsz's sz and rz) "
+NO_LRZSZ = ("\x01n\x01h\x01rFile transfers are not available: lrzsz's transfer programs (sz/rz, sx/rx, sb/rb) "
             "are not installed on this BBS.\x01n\r\n")
 
 
@@ -265,93 +259,60 @@ async def file_info(session: "Session", args: tuple[str, ...]) -> None:
 
 
 # -- transfers -------------------------------------------------------------------
-def lrzsz_available() -> bool:
-    return shutil.which(SZ) is not None and shutil.which(RZ) is not None
+def protocol_menu(protocols: list[Protocol]) -> str:
+    """The protocol list shown before the prompt (Synchronet-style)."""
+    items = [f"\x01h\x01b[\x01w{p.key}\x01b]\x01n\x01c {p.name}{' (batch)' if p.batch else ''}" for p in protocols]
+    return "\r\n\x01n" + "  ".join(items) + "\x01n\r\n"
 
 
-async def run_transfer(session: "Session", argv: list[str], cwd: Path) -> int:
-    """Run a transfer program with its stdin/stdout wired to the caller.
+def preferred(session: "Session", protocols: list[Protocol]) -> Protocol:
+    """The caller's saved preferred protocol when it is offered, else the
+    first of ``protocols`` (ZMODEM)."""
+    return find(protocols, str((session.user.settings or {}).get(PROTOCOL_SETTING, ""))) or protocols[0]
 
-    Returns the program's exit status. Raises :class:`Hangup` when the
-    caller hangs up or the BBS stops (the program is killed first). Bytes
-    the caller sends in the :data:`TRANSFER_SETTLE` after the end are dropped.
-    """
-    term = session.term
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, stdin=asyncio.subprocess.PIPE,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    session.log.info("transfer started: %s", " ".join(argv))
 
-    async def pump_in() -> bool:
-        """Caller -> program; False when the caller has gone."""
-        assert proc.stdin is not None
-        while True:
-            data = await term.read_raw()
-            if not data:
-                return False
-            try:
-                proc.stdin.write(data)
-                await proc.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError):
-                return True
+async def choose_protocol(session: "Session", protocols: list[Protocol]) -> Protocol | None:
+    """Ask which protocol (Enter gives the preferred one); None for Q."""
+    default = preferred(session, protocols)
+    keys = ",".join(p.key for p in protocols)
+    await session.print(protocol_menu(protocols))
+    key = await session.term.hotkey(f"\x01n\x01cProtocol ({keys} or Q=Quit) [{default.key}]: \x01h",
+                                    "".join(p.key for p in protocols) + "Q", default.key)
+    return find(protocols, key)
 
-    async def pump_out() -> None:
-        assert proc.stdout is not None
-        while data := await proc.stdout.read(TRANSFER_BLOCK):
-            await term.write_bytes(data)
 
-    assert proc.stderr is not None
-    inbound = asyncio.ensure_future(pump_in())
-    outbound = asyncio.ensure_future(pump_out())
-    errors = asyncio.ensure_future(proc.stderr.read())
-    down = asyncio.ensure_future(session.app.shutdown.wait())
-    hangup: Hangup | None = None
-    try:
-        while not outbound.done():
-            waiting = {outbound, down} | ({inbound} if not inbound.done() else set())
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if down in done:
-                hangup = Hangup("shutdown", "\r\n\x01n\x01h\x01yThe BBS is shutting down.\x01n\r\n")
-                break
-            if inbound in done and inbound.result() is False:
-                hangup = Hangup("disconnected")
-                break
-        if hangup is not None and proc.returncode is None:
-            proc.kill()
-        code = await proc.wait()
-    finally:
-        for task in (inbound, outbound, down):
-            task.cancel()
-        await asyncio.gather(inbound, outbound, down, return_exceptions=True)
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    stderr = (await errors).decode("utf-8", "replace").strip()
-    session.log.info("transfer ended with status %d%s", code, f": {stderr[:300]}" if stderr else "")
-    if hangup is not None:
-        raise hangup
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TRANSFER_SETTLE
-    while (remaining := deadline - loop.time()) > 0:
-        try:
-            data = await asyncio.wait_for(term.read_raw(), remaining)
-        except asyncio.TimeoutError:
-            break
-        if not data:
-            raise Hangup("disconnected")
-    term.discard_input()
-    return code
+async def set_protocol(session: "Session", args: tuple[str, ...]) -> None:
+    """Choose the preferred protocol, saved in the user's settings: the
+    default at every transfer prompt."""
+    session.set_activity("choosing a transfer protocol")
+    protocols = available()
+    if not protocols:
+        await session.print(NO_LRZSZ)
+        return
+    chosen = await choose_protocol(session, protocols)
+    if chosen is None:
+        return
+    await _save_setting(session, PROTOCOL_SETTING, chosen.key)
+    await session.print(f"\x01n\x01cYour preferred protocol is now {chosen.name}.\r\n")
+
+
+def _start_text(protocol: Protocol, verb: str) -> str:
+    """What the caller is told just before the program starts."""
+    return f"Start your {protocol.name} {verb} now (Ctrl-X five times aborts).\x01n\r\n"
 
 
 async def download(session: "Session", args: tuple[str, ...]) -> None:
-    """Send one file of the current dir with ZMODEM (download_ars); the
-    download is counted in the file base and the caller's statistics."""
+    """Send one file of the current dir with the protocol the caller picks
+    (download_ars); the download is counted in the file base and the
+    caller's statistics."""
     directory = await _need_dir(session)
     if directory is None:
         return
     if not directory.download_ars.allows(session.access()):
         await session.print(f"\x01n\x01h\x01rYou may not download from {directory.name}.\x01n\r\n")
         return
-    if not lrzsz_available():
+    protocols = available()
+    if not protocols:
         await session.print(NO_LRZSZ)
         return
     rec = await _ask_file(session, directory, "Download which file")
@@ -362,10 +323,13 @@ async def download(session: "Session", args: tuple[str, ...]) -> None:
         session.log.warning("file %s of %s is listed but missing from %s", rec.name, directory.code, directory.path)
         await session.print("\x01n\x01h\x01rThat file is missing from the disk; please tell the sysop.\x01n\r\n")
         return
-    session.set_activity(f"downloading {rec.name}")
-    await session.print(f"\x01n\x01cSending \x01h{t.printable(rec.name)}\x01n\x01c ({rec.size:,} bytes) with ZMODEM."
-                        " Start your download now (Ctrl-X five times aborts).\x01n\r\n")
-    code = await run_transfer(session, [SZ, *SZ_OPTIONS, "--", rec.name], directory.path)
+    protocol = await choose_protocol(session, protocols)
+    if protocol is None:
+        return
+    session.set_activity(f"downloading {rec.name} with {protocol.name}")
+    await session.print(f"\x01n\x01cSending \x01h{t.printable(rec.name)}\x01n\x01c ({rec.size:,} bytes). "
+                        f"{_start_text(protocol, 'download')}")
+    code = await run_transfer(session, protocol.download_argv(rec.name), directory.path)
     if code != 0:
         await session.print("\r\n\x01n\x01h\x01rThe download failed or was aborted.\x01n\r\n")
         return
@@ -376,8 +340,20 @@ async def download(session: "Session", args: tuple[str, ...]) -> None:
         if exc.reason is not Reason.NOT_FOUND:  # removed meanwhile; the caller has the bytes
             raise
     session.user = await session.app.users.add_stats(session.user.number, downloads=1, download_bytes=size)
-    session.log.info("%s downloaded %s/%s (%d bytes)", session.user.alias, directory.code, rec.name, size)
+    session.log.info("%s downloaded %s/%s (%d bytes, %s)", session.user.alias, directory.code, rec.name, size,
+                     protocol.name)
     await session.print(f"\r\n\x01n\x01h\x01gDownloaded {t.printable(rec.name)}.\x01n\r\n")
+
+
+def name_problem(name: str) -> str:
+    """Why ``name`` may not name an uploaded file ("" when it may)."""
+    try:
+        check_name(name)
+    except BBSError:
+        return "not a valid file name"
+    if name.startswith(UPLOAD_TEMP_PREFIX):
+        return "not a valid file name"
+    return ""
 
 
 def _place(temp: Path, target: Path) -> list[tuple[str, int, str]]:
@@ -391,49 +367,69 @@ def _place(temp: Path, target: Path) -> list[tuple[str, int, str]]:
     for entry in sorted(temp.iterdir()):
         if not entry.is_file() or entry.is_symlink():
             continue
-        try:
-            name = check_name(entry.name)
-        except BBSError:
-            results.append((entry.name, 0, "not a valid file name"))
-            continue
-        if name.startswith(UPLOAD_TEMP_PREFIX):
-            results.append((name, 0, "not a valid file name"))
+        problem = name_problem(entry.name)
+        if problem:
+            results.append((entry.name, 0, problem))
             continue
         size = entry.stat().st_size
         try:
-            os.link(entry, target / name)
+            os.link(entry, target / entry.name)
         except FileExistsError:
-            results.append((name, size, "a file by that name exists"))
+            results.append((entry.name, size, "a file by that name exists"))
             continue
         entry.unlink()
-        results.append((name, size, ""))
+        results.append((entry.name, size, ""))
     return results
 
 
+async def _ask_upload_name(session: "Session", directory: FileDir) -> str | None:
+    """The name of a file to receive with a protocol that carries none
+    (XMODEM): checked like every upload's name, and new in the dir."""
+    name = t.printable(await session.term.getline("\x01n\x01cFile name to upload: \x01h", maxlen=64)).strip()
+    if not name:
+        return None
+    problem = name_problem(name)
+    if not problem and (await session.app.files.get(directory.code, name) is not None
+                        or await asyncio.to_thread(os.path.lexists, directory.path / name)):
+        problem = "a file by that name exists"
+    if problem:
+        await session.print(f"\x01n\x01h\x01r{t.printable(name)}: {problem}.\x01n\r\n")
+        return None
+    return name
+
+
 async def upload(session: "Session", args: tuple[str, ...]) -> None:
-    """Receive files into the current dir with ZMODEM (upload_ars): they
-    land in a temporary folder, are moved in when ``rz`` succeeds, and are
-    recorded with the caller's description and credited to the caller."""
+    """Receive files into the current dir with the protocol the caller
+    picks (upload_ars): they land in a temporary folder, are moved in when
+    the program succeeds, and are recorded with the caller's description
+    and credited to the caller."""
     directory = await _need_dir(session)
     if directory is None:
         return
     if not directory.upload_ars.allows(session.access()):
         await session.print(f"\x01n\x01h\x01rYou may not upload to {directory.name}.\x01n\r\n")
         return
-    if not lrzsz_available():
+    protocols = available()
+    if not protocols:
         await session.print(NO_LRZSZ)
         return
     files = session.app.files
     if directory.max_files and len(await files.list(directory.code)) >= directory.max_files:
         await session.print(f"\x01n\x01h\x01r{directory.name} is full.\x01n\r\n")
         return
+    protocol = await choose_protocol(session, protocols)
+    if protocol is None:
+        return
+    name = None if protocol.batch else await _ask_upload_name(session, directory)
+    if not protocol.batch and name is None:
+        return
     await asyncio.to_thread(directory.path.mkdir, parents=True, exist_ok=True)
     temp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=UPLOAD_TEMP_PREFIX, dir=directory.path))
     try:
-        session.set_activity(f"uploading to {directory.name}")
-        await session.print(f"\x01n\x01cUploading to \x01h{directory.name}\x01n\x01c with ZMODEM."
-                            " Start your upload now (Ctrl-X five times aborts).\x01n\r\n")
-        code = await run_transfer(session, [RZ, *RZ_OPTIONS], temp)
+        session.set_activity(f"uploading to {directory.name} with {protocol.name}")
+        await session.print(f"\x01n\x01cUploading to \x01h{directory.name}\x01n\x01c. "
+                            f"{_start_text(protocol, 'upload')}")
+        code = await run_transfer(session, protocol.upload_argv(name), temp)
         if code != 0:
             await session.print("\r\n\x01n\x01h\x01rThe upload failed or was aborted; nothing was kept.\x01n\r\n")
             return
@@ -457,7 +453,8 @@ async def upload(session: "Session", args: tuple[str, ...]) -> None:
         await files.add(directory.code, name, size, uploader=session.user.alias,
                         uploader_number=session.user.number, description=description)
         session.user = await session.app.users.add_stats(session.user.number, uploads=1, upload_bytes=size)
-        session.log.info("%s uploaded %s/%s (%d bytes)", session.user.alias, directory.code, name, size)
+        session.log.info("%s uploaded %s/%s (%d bytes, %s)", session.user.alias, directory.code, name, size,
+                         protocol.name)
         await session.print(f"\x01n\x01h\x01gThank you! {shown} is in {directory.name}.\x01n\r\n")
 
 
@@ -469,4 +466,5 @@ SCREENS = {
     "file_info": file_info,
     "file_download": download,
     "file_upload": upload,
+    "file_protocol": set_protocol,
 }
