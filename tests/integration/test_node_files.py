@@ -1,21 +1,28 @@
 """File areas for callers: `telnet` under pexpect lists, searches and scans
-the file base; an `ftplib` upload is listed at once; ZMODEM downloads and
-uploads run the real lrzsz `rz`/`sz` on the client side over a raw TCP
-connection to the telnet port (a small telnet filter in the test answers
-option negotiation and escapes/un-escapes IAC, RFC 854)."""
+the file base; an `ftplib` upload is listed at once. Transfers run the real
+lrzsz programs on the client side: through the real `telnet -8 -E` and
+OpenSSH `ssh` clients under pexpect (ZMODEM both ways over both; XMODEM-CRC
+and XMODEM-1K over telnet; YMODEM batch over ssh; tests/integration/
+ptysupport.py relays the program to the client's pty), and ZMODEM over a raw
+TCP connection to the telnet port that refuses every telnet option (a small
+filter in the test escapes/un-escapes IAC, RFC 854)."""
 from __future__ import annotations
 
 import asyncio
 import ftplib
 import io
+import json
 import re
 import shutil
+import socket
 import sqlite3
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from tests.integration.ftpsupport import add_user, seed
+from tests.integration.ptysupport import ZMODEM_START, expect_line, run_program, spawn_ssh, spawn_telnet
 from tests.integration.test_terminal_server import MAIN_MENU, logoff, logon, telnet
 from tests.support import BBSProcess, run_async
 
@@ -26,9 +33,13 @@ ONE_FOUND = "1 file found."
 ALL_NEW = "3 new files."
 NO_NEW = "No new files."
 DOWNLOAD_DENIED = "You may not download from Uploads."
-START_DOWNLOAD = "Start your download now"
-START_UPLOAD = "Start your upload now"
-NO_LRZSZ = "File transfers are not available: the ZMODEM programs (lrzsz's sz and rz) are not installed on this BBS."
+START_DOWNLOAD = "Start your Zmodem download now"
+START_UPLOAD = "Start your Zmodem upload now"
+PROTOCOL_PROMPT = "Protocol (Z,X,1,Y or Q=Quit) [{}]: "
+NO_LRZSZ = ("File transfers are not available: lrzsz's transfer programs (sz/rz, sx/rx, sb/rb) are not "
+            "installed on this BBS.")
+#: XMODEM's block padding (CP/M end-of-file, Ctrl-Z): XMODEM carries no length.
+SUB = b"\x1a"
 
 #: Files the sysop placed in Main/TEXT (name -> bytes).
 LIBRARY = {
@@ -36,13 +47,14 @@ LIBRARY = {
     "faq.txt": b"Q: What?\nA: This.\n" * 100,
     "art.ans": bytes(range(256)) * 40,  # every byte value, 0xFF included
 }
+#: Bytes a transfer path can mangle: CR NUL and CR LF (telnet's NVT newlines),
+#: XON/XOFF, telnet's escape character (Ctrl-]), IAC (0xFF) and CAN/ZDLE (0x18).
+TRICKY = b"\r\x00\r\n\x11\x13\x1d\xff\xff\x18\x18"
 #: A download with every byte value, telnet's IAC and ZMODEM's ZDLE many times.
-PAYLOAD = bytes(range(256)) * 300
+PAYLOAD = bytes(range(256)) * 300 + TRICKY * 50
 #: An upload with CR LF, NUL, IAC and CAN (ZDLE) runs.
-UPLOAD = bytes((i * 7) % 256 for i in range(50_000)) + b"\xff\xff\r\n\x00\x18\x18" * 100
+UPLOAD = bytes((i * 7) % 256 for i in range(50_000)) + b"\xff\xff\r\n\x00\x18\x18" * 100 + TRICKY * 50
 
-needs_lrzsz = pytest.mark.skipif(shutil.which("sz") is None or shutil.which("rz") is None,
-                                 reason="lrzsz (sz/rz) is not installed")
 
 
 @pytest.fixture
@@ -293,40 +305,14 @@ def _raw_end(raw: bytes, needle: bytes) -> int:
     raise AssertionError("marker not in buffer")
 
 
-class RawSSH(RawTelnet):
-    """The same caller over SSH (asyncssh's client, a PTY, bytes unchanged)."""
-
-    def __init__(self, conn, reader, writer) -> None:
-        super().__init__(reader, writer)
-        self.conn = conn
-
-    @classmethod
-    async def connect_ssh(cls, port: int) -> "RawSSH":
-        import asyncssh
-        conn = await asyncssh.connect("127.0.0.1", port, username="Alice", password="alicepw1",
-                                      known_hosts=None)
-        writer, reader, _ = await conn.open_session(term_type="xterm", term_size=(80, 24), encoding=None)
-        return cls(conn, reader, writer)
-
-    def decode(self, chunk: bytes) -> bytes:
-        return chunk
-
-    def send(self, data: bytes) -> None:
-        self.writer.write(data)
-
-    async def close(self) -> None:
-        self.conn.close()
-        await self.conn.wait_closed()
-
-
-async def zmodem_session(port: int, workdir: Path, *, ssh: bool = False) -> None:
-    bbs = await (RawSSH.connect_ssh(port) if ssh else RawTelnet.connect(port))
+async def zmodem_session(port: int, workdir: Path) -> None:
+    """ZMODEM both ways over a raw connection that refuses every telnet option."""
+    bbs = await RawTelnet.connect(port)
     try:
-        if not ssh:  # SSH logs straight in after its password
-            await bbs.expect("Login: ")
-            bbs.send(b"Alice\r")
-            await bbs.expect("Password: ")
-            bbs.send(b"alicepw1\r")
+        await bbs.expect("Login: ")
+        bbs.send(b"Alice\r")
+        await bbs.expect("Password: ")
+        bbs.send(b"alicepw1\r")
         await bbs.expect(MAIN_MENU)
         bbs.send(b"f")
         await bbs.expect(FILE_MENU)
@@ -334,17 +320,21 @@ async def zmodem_session(port: int, workdir: Path, *, ssh: bool = False) -> None
         bbs.send(b"d")
         await bbs.expect("Download which file: ")
         bbs.send(b"payload.bin\r")
+        await bbs.expect(PROTOCOL_PROMPT.format("Z"))
+        bbs.send(b"z")
         await bbs.expect(START_DOWNLOAD)
         received = workdir / "received"
         received.mkdir()
         assert await bbs.run_program(["rz", "-b", "-q"], received) == 0
         await bbs.expect("Downloaded payload.bin.")
         assert (received / "payload.bin").read_bytes() == PAYLOAD
-        # upload with the client's sz
+        # upload with the client's sz (Enter at the prompt: ZMODEM, the default)
         source = workdir / "upload.bin"
         source.write_bytes(UPLOAD)
         await bbs.expect(FILE_MENU)
         bbs.send(b"u")
+        await bbs.expect(PROTOCOL_PROMPT.format("Z"))
+        bbs.send(b"\r")
         await bbs.expect(START_UPLOAD)
         assert await bbs.run_program(["sz", "-b", "-q", "upload.bin"], workdir) == 0
         await bbs.expect("Description: ")
@@ -357,8 +347,7 @@ async def zmodem_session(port: int, workdir: Path, *, ssh: bool = False) -> None
         await bbs.close()
 
 
-@needs_lrzsz
-def test_zmodem_download_and_upload_over_telnet(board: BBSProcess, tmp_path: Path):
+def test_zmodem_over_a_telnet_client_that_negotiates_nothing(board: BBSProcess, tmp_path: Path):
     run_async(zmodem_session(board.ports["telnet"], tmp_path), timeout=60)
     uploads = board.root / "files" / "main" / "uploads"
     assert (uploads / "upload.bin").read_bytes() == UPLOAD
@@ -368,14 +357,166 @@ def test_zmodem_download_and_upload_over_telnet(board: BBSProcess, tmp_path: Pat
     assert user_stats(board.root, "Alice") == (1, len(UPLOAD), 1, len(PAYLOAD))
 
 
-@needs_lrzsz
-def test_zmodem_download_and_upload_over_ssh(board: BBSProcess, tmp_path: Path):
-    run_async(zmodem_session(board.ports["ssh"], tmp_path, ssh=True), timeout=60)
+# -- the real telnet and ssh clients ------------------------------------------------
+def real_caller(board: BBSProcess, client: str) -> pexpect.spawn:
+    """Alice at the file menu through the real `telnet` or `ssh` client."""
+    if client == "ssh":
+        child = spawn_ssh(board.ports["ssh"], "Alice", "alicepw1")   # logs straight in
+    else:
+        child = spawn_telnet(board.ports["telnet"])
+        child.expect_exact(b"Login: ")
+        child.sendline(b"Alice")
+        child.expect_exact(b"Password: ")
+        child.sendline(b"alicepw1")
+    child.expect_exact(MAIN_MENU.encode())
+    child.send(b"f")
+    child.expect_exact(FILE_MENU.encode())
+    return child
+
+
+def leave(child: pexpect.spawn) -> None:
+    child.send(b"q")
+    child.expect_exact(MAIN_MENU.encode())
+    child.send(b"g")
+    child.expect_exact(b"Log off now")
+    child.send(b"y")
+    child.expect_exact(b"Thanks for calling")
+    child.expect(pexpect.EOF)
+    child.close()
+
+
+def pick(child: pexpect.spawn, key: bytes, default: str) -> None:
+    """Answer the protocol prompt (which shows ``default``)."""
+    child.expect_exact(PROTOCOL_PROMPT.format(default).encode())
+    child.send(key)
+
+
+def real_download(child: pexpect.spawn, name: str, key: bytes, argv: list[str], cwd: Path, *,
+                  default: str = "Z", during=None) -> None:
+    """Download ``name`` with the protocol of ``key``, the client running ``argv``."""
+    child.send(b"d")
+    child.expect_exact(b"Download which file: ")
+    child.send(name.encode() + b"\r")
+    pick(child, key, default)
+    expect_line(child, "download now (Ctrl-X five times aborts).")
+    if during:
+        during()
+    assert run_program(child, argv, cwd, start=ZMODEM_START if argv[0] == "rz" else b"") == 0
+    child.expect_exact(f"Downloaded {name}.".encode())
+    child.expect_exact(FILE_MENU.encode())
+
+
+def real_upload(child: pexpect.spawn, key: bytes, argv: list[str], cwd: Path, descriptions: dict[str, str], *,
+                name: str = "", default: str = "Z", during=None) -> None:
+    """Upload with the protocol of ``key``, the client running ``argv``;
+    ``name`` answers XMODEM's file name prompt; each received file gets
+    its description from ``descriptions``."""
+    child.send(b"u")
+    pick(child, key, default)
+    if name:
+        child.expect_exact(b"File name to upload: ")
+        child.send(name.encode() + b"\r")
+    expect_line(child, "upload now (Ctrl-X five times aborts).")
+    if during:
+        during()
+    assert run_program(child, argv, cwd, start=ZMODEM_START if argv[0] == "sz" else b"") == 0
+    for _ in descriptions:
+        child.expect(rb"Received (?:\x1b\[[0-9;]*m)*([\w.]+)")
+        stored = child.match.group(1).decode()
+        child.expect_exact(b"Description: ")
+        child.send(descriptions[stored].encode() + b"\r")
+        child.expect_exact(f"Thank you! {stored} is in Uploads.".encode())
+    child.expect_exact(FILE_MENU.encode())
+
+
+def active_users(port: int) -> str:
+    """What SYSTAT (RFC 866) says: every caller's node activity."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def zmodem_over(board: BBSProcess, client: str, workdir: Path) -> None:
+    child = real_caller(board, client)
+    real_download(child, "payload.bin", b"z", ["rz", "-b", "-q"], workdir)
+    assert (workdir / "payload.bin").read_bytes() == PAYLOAD
+    (workdir / "upload.bin").write_bytes(UPLOAD)
+    real_upload(child, b"z", ["sz", "-b", "-q", "upload.bin"], workdir, {"upload.bin": "Bytes of every kind"})
+    leave(child)
     uploads = board.root / "files" / "main" / "uploads"
     assert (uploads / "upload.bin").read_bytes() == UPLOAD
+    assert not [p for p in uploads.iterdir() if p.name.startswith(".rz-")]
     assert file_row(board.root, "UPLOADS", "payload.bin")[3] == 1
     assert file_row(board.root, "UPLOADS", "upload.bin") == (len(UPLOAD), "Alice", "Bytes of every kind", 0)
     assert user_stats(board.root, "Alice") == (1, len(UPLOAD), 1, len(PAYLOAD))
+
+
+def test_zmodem_download_and_upload_with_the_real_telnet_client(board: BBSProcess, tmp_path: Path):
+    zmodem_over(board, "telnet", tmp_path)
+
+
+def test_zmodem_download_and_upload_with_the_real_ssh_client(board: BBSProcess, tmp_path: Path):
+    zmodem_over(board, "ssh", tmp_path)
+
+
+def padded(data: bytes, block: int = 128) -> bytes:
+    """``data`` as XMODEM delivers it: the last block filled up with Ctrl-Z."""
+    return data + SUB * (-len(data) % block)
+
+
+def test_xmodem_crc_download_and_1k_upload_with_the_real_telnet_client(board: BBSProcess, tmp_path: Path):
+    child = real_caller(board, "telnet")
+    seen = []
+    real_download(child, "payload.bin", b"x", ["rx", "-b", "-c", "-q", "got.bin"], tmp_path,
+                  during=lambda: seen.append(active_users(board.ports["systat"])))
+    assert "downloading payload.bin with Xmodem-CRC" in seen[0]
+    assert (tmp_path / "got.bin").read_bytes() == padded(PAYLOAD)
+    # XMODEM carries no name: the caller gives one, checked like every upload's
+    for bad, problem in (("../ctrl/sbbs.ini", "not a valid file name"), (".rz-x", "not a valid file name"),
+                         ("payload.bin", "a file by that name exists")):
+        child.send(b"u")
+        pick(child, b"1", "Z")
+        child.expect_exact(b"File name to upload: ")
+        child.send(bad.encode() + b"\r")
+        child.expect_exact(f"{bad}: {problem}.".encode())
+        child.expect_exact(FILE_MENU.encode())
+    (tmp_path / "local.bin").write_bytes(UPLOAD)
+    real_upload(child, b"1", ["sx", "-k", "-b", "-q", "local.bin"], tmp_path, {"xm.bin": "By XMODEM-1K"},
+                name="xm.bin", during=lambda: seen.append(active_users(board.ports["systat"])))
+    assert "uploading to Uploads with Xmodem-1K" in seen[1]
+    leave(child)
+    stored = (board.root / "files" / "main" / "uploads" / "xm.bin").read_bytes()
+    assert stored == padded(UPLOAD)
+    assert file_row(board.root, "UPLOADS", "xm.bin") == (len(stored), "Alice", "By XMODEM-1K", 0)
+    assert file_row(board.root, "UPLOADS", "payload.bin")[3] == 1
+    assert user_stats(board.root, "Alice") == (1, len(stored), 1, len(PAYLOAD))
+
+
+def test_ymodem_batch_with_the_real_ssh_client_and_a_preferred_protocol(board: BBSProcess, tmp_path: Path):
+    child = real_caller(board, "ssh")
+    child.send(b"p")                                       # preferred protocol, saved
+    pick(child, b"y", "Z")
+    child.expect_exact(b"Your preferred protocol is now Ymodem.")
+    child.expect_exact(FILE_MENU.encode())
+    real_download(child, "payload.bin", b"\r", ["rb", "-b", "-q"], tmp_path, default="Y")  # Enter: Ymodem
+    assert (tmp_path / "payload.bin").read_bytes() == PAYLOAD  # YMODEM carries the length: no padding
+    first, second = UPLOAD, bytes(reversed(PAYLOAD))[:1000]
+    (tmp_path / "one.bin").write_bytes(first)
+    (tmp_path / "two.bin").write_bytes(second)
+    real_upload(child, b"\r", ["sb", "-k", "-b", "-q", "one.bin", "two.bin"], tmp_path,
+                {"one.bin": "First of a batch", "two.bin": "Second of a batch"}, default="Y")
+    leave(child)
+    uploads = board.root / "files" / "main" / "uploads"
+    assert (uploads / "one.bin").read_bytes() == first and (uploads / "two.bin").read_bytes() == second
+    assert file_row(board.root, "UPLOADS", "one.bin") == (len(first), "Alice", "First of a batch", 0)
+    assert file_row(board.root, "UPLOADS", "two.bin") == (len(second), "Alice", "Second of a batch", 0)
+    assert file_row(board.root, "UPLOADS", "payload.bin")[3] == 1
+    assert user_stats(board.root, "Alice") == (2, len(first) + len(second), 1, len(PAYLOAD))
+    with sqlite3.connect(board.root / "data" / "user.db") as db:
+        settings = db.execute("SELECT settings FROM users WHERE alias = 'Alice'").fetchone()[0]
+    assert json.loads(settings)["file_protocol"] == "Y"
 
 
 def test_transfers_say_so_when_lrzsz_is_missing(instance: Path, tmp_path: Path, monkeypatch):
