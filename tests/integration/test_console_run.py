@@ -40,25 +40,48 @@ def telnet_port(bbs: pexpect.spawn, root: Path) -> int:
 
 
 @contextlib.contextmanager
+def ends_cleanly(child: pexpect.spawn, *quit_steps: tuple[str, object]) -> Iterator[pexpect.spawn]:
+    """Yield ``child``; when the block ends, each (keys, expected) of
+    ``quit_steps`` is sent and awaited, then the program must exit 0. A
+    program still running after a failure is killed."""
+    try:
+        yield child
+        for keys, expected in quit_steps:
+            child.send(keys)
+            child.expect(expected)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+#: q and y: the console's way to stop the BBS.
+STOP_BBS = (("q", r"Stop the BBS and quit the console\? \[y/N\]"), ("y", pexpect.EOF))
+
+
+@contextlib.contextmanager
 def bbs_console(instance: Path) -> Iterator[pexpect.spawn]:
     """`bbs run` with its console on a pty, past the first start's password
     notice, its output kept in ``logfile_read`` (a StringIO); when the block
     ends, q and y stop the BBS, which must exit 0."""
     bbs = console("run", str(instance))
     bbs.logfile_read = io.StringIO()
-    try:
+    with ends_cleanly(bbs, *STOP_BBS):
         bbs.expect("press any key")
         bbs.send(" ")
         yield bbs
-        bbs.send("q")
-        bbs.expect(r"Stop the BBS and quit the console\? \[y/N\]")
-        bbs.send("y")
-        bbs.expect(pexpect.EOF)
-        bbs.close()
-        assert bbs.exitstatus == 0
-    finally:
-        if bbs.isalive():
-            bbs.terminate(force=True)
+
+
+@contextlib.contextmanager
+def scfg_menus(instance: Path) -> Iterator[pexpect.spawn]:
+    """`bbs scfg` on a pty, at its top menu; the block must end there too:
+    then q quits and the exit status must be 0."""
+    scfg = console("scfg", str(instance))
+    with ends_cleanly(scfg, ("q", pexpect.EOF)):
+        scfg.expect("System ...")
+        yield scfg
 
 
 def test_console_shows_a_caller_and_quitting_stops_the_bbs(instance: Path):
@@ -108,8 +131,7 @@ DOWN, ENTER, BACKSPACE, ESC = "\x1b[B", "\r", "\x7f", "\x1b"
 def test_scfg_changes_a_setting_through_the_menus(instance: Path):
     sbbs = instance / "ctrl" / "sbbs.ini"
     before = sbbs.read_text()
-    scfg = console("scfg", str(instance))
-    try:
+    with scfg_menus(instance) as scfg:
         scfg.expect("Servers ...")
         scfg.send(DOWN * 2 + ENTER)
         scfg.expect("Mail Server ...")
@@ -123,13 +145,6 @@ def test_scfg_changes_a_setting_through_the_menus(instance: Path):
         scfg.expect("Terminal Server ...")
         scfg.send(ESC)
         scfg.expect("System ...")
-        scfg.send("q")
-        scfg.expect(pexpect.EOF)
-        scfg.close()
-        assert scfg.exitstatus == 0
-    finally:
-        if scfg.isalive():
-            scfg.terminate(force=True)
     after = sbbs.read_text()
     assert after == before.replace("SMTPPort = 0", "SMTPPort = 2525")   # one line changed, comments kept
     assert not (instance / "data" / "listeners.json").exists()          # no server was started

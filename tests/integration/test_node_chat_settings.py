@@ -155,7 +155,7 @@ def test_channels_keep_their_members_apart(board: BBSProcess):
 
 
 def test_scfg_makes_the_sysop_unavailable_for_a_caller_already_on(instance: Path):
-    from tests.integration.test_scfg_run import BACKSPACE, ENTER, ESC, scfg_menus
+    from tests.integration.test_console_run import BACKSPACE, ENTER, ESC, scfg_menus
 
     board = BBSProcess(instance).start()
     try:

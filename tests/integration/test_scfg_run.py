@@ -2,35 +2,14 @@
 `bbs run` then serves to a real telnet caller."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator
 
-import pexpect
-
-from tests.integration.test_console_run import BACKSPACE, ENTER, ESC, console, telnet_port
+from tests.integration.test_console_run import BACKSPACE, ENTER, ESC, bbs_console, scfg_menus, telnet_port
 from tests.integration.test_terminal_server import MAIN_MENU, logoff, logon, telnet
 from tests.support import BBSProcess
 
 ANSI = r"(\x1b\[[0-9;]*m)*"  # colour codes between words
 END, UP, DOWN = "\x1b[F", "\x1b[A", "\x1b[B"
-
-
-@contextlib.contextmanager
-def scfg_menus(instance: Path) -> Iterator[pexpect.spawn]:
-    """`bbs scfg` on a pty, at its top menu; the block must end there too:
-    then q quits and the exit status must be 0."""
-    scfg = console("scfg", str(instance))
-    try:
-        scfg.expect("System ...")
-        yield scfg
-        scfg.send("q")
-        scfg.expect(pexpect.EOF)
-        scfg.close()
-        assert scfg.exitstatus == 0
-    finally:
-        if scfg.isalive():
-            scfg.terminate(force=True)
 
 
 def test_a_sub_and_a_user_added_in_scfg_are_served_by_bbs_run(instance: Path):
@@ -120,11 +99,7 @@ def reset_password_in_scfg(instance: Path, alias: str) -> str:
 def test_the_consoles_config_pane_adds_a_user_who_logs_on_at_once(instance: Path):
     """In `bbs run`'s console the user editor writes through the running App's
     user base: the new user logs on over telnet without a restart."""
-    bbs = console("run", str(instance))
-    try:
-        bbs.expect("1 Nodes")
-        bbs.expect("press any key")                          # the first start's sysop password notice
-        bbs.send(" ")
+    with bbs_console(instance) as bbs:
         bbs.expect("   1  waiting")
         port = telnet_port(bbs, instance)
         bbs.send("\x1b[Z")                                   # Shift-Tab: the last pane, Config
@@ -141,14 +116,5 @@ def test_the_consoles_config_pane_adds_a_user_who_logs_on_at_once(instance: Path
         logoff(caller)
         bbs.send("1")
         bbs.expect(r"   1  waiting")
-        bbs.send("q")
-        bbs.expect(r"Stop the BBS and quit the console\? \[y/N\]")
-        bbs.send("y")
-        bbs.expect(pexpect.EOF)
-        bbs.close()
-        assert bbs.exitstatus == 0
-    finally:
-        if bbs.isalive():
-            bbs.terminate(force=True)
     log = (instance / "data" / "logs" / "bbs.log").read_text()
     assert "user #2 'Dora' added" in log and password not in log
