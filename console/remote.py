@@ -145,7 +145,7 @@ class _ChannelWriter:
             self._write(data)
 
 
-class _ChannelScreen(urwid.raw_display.Screen):
+class _ChannelScreen(urwid.display.raw.Screen):
     """A raw display on a pty that is not this process's terminal: no
     SIGWINCH/SIGTSTP handlers (they belong to the local console; the size
     comes from the channel) and no terminal signals from its keys."""
