@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
+import concurrent.futures
 import dataclasses
 import hashlib
 import hmac
@@ -213,6 +214,20 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> b
         password.encode("utf-8", "surrogatepass"),
         salt=salt, n=n, r=r, p=p, maxmem=SCRYPT_MAXMEM, dklen=dklen,
     )
+
+
+#: Password hashing runs in its own pool, not asyncio's default one: scrypt is
+#: CPU-bound (threads beyond the cores only queue), and a burst of logons must
+#: not hold up the display-file reads other sessions wait for in the default pool.
+_hash_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+async def _in_hash_pool(fn: Callable[..., T], *args: Any) -> T:
+    global _hash_pool
+    if _hash_pool is None:
+        _hash_pool = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
+                                                           thread_name_prefix="password")
+    return await asyncio.get_running_loop().run_in_executor(_hash_pool, fn, *args)
 
 
 def hash_password(password: str) -> str:
@@ -600,7 +615,7 @@ class UserBase:
              "location": location, "level": level, "flags": flags}
         )
         self.validate_password(password)
-        values["password_hash"] = await asyncio.to_thread(hash_password, password)
+        values["password_hash"] = await _in_hash_pool(hash_password, password)
         values["cleartext"] = self._secret(password)
         values["created"] = time.time()
         user = await self.db.run(_q_insert, values)
@@ -642,7 +657,7 @@ class UserBase:
         """
         number = _check_number(number)
         self.validate_password(password)
-        password_hash = await asyncio.to_thread(hash_password, password)
+        password_hash = await _in_hash_pool(hash_password, password)
         await self.db.run(_q_set_secret, number, password_hash, self._secret(password))
         log.info("user #%d password changed", number)
 
@@ -665,15 +680,15 @@ class UserBase:
         if isinstance(name_or_number, str):
             found = await self.db.run(_q_credentials, name_or_number)
         if found is None:
-            await asyncio.to_thread(_burn, candidate)
+            await _in_hash_pool(_burn, candidate)
             raise failed
         user, stored, cleartext = found
-        matches, needs_rehash = await asyncio.to_thread(check_password, candidate, stored)
+        matches, needs_rehash = await _in_hash_pool(check_password, candidate, stored)
         if not matches or len(password) > MAX_PASSWORD:
             raise failed
         wanted = self._secret(password)
         if needs_rehash or cleartext != wanted:
-            new_hash = await asyncio.to_thread(hash_password, password) if needs_rehash else stored
+            new_hash = await _in_hash_pool(hash_password, password) if needs_rehash else stored
             await self.db.run(_q_set_secret, user.number, new_hash, wanted)
         return user
 
