@@ -111,6 +111,18 @@ async def send_telegram(app, number: int, text: str) -> str:
     return f"telegram sent to {record.user} on node {number}"
 
 
+async def clear_in_transit(app) -> str:
+    """Clear the in-transit flags of the outbound queue (Synchronet's
+    "clear in-transit" after a crash left messages marked as being sent).
+    SendMail skips the messages it is delivering itself, so none goes twice."""
+    store = getattr(app, "mail", None)
+    if store is None or not store.db.is_open:
+        raise ActionError("the mail queue is not open in this process")
+    count = await store.clear_in_transit()
+    log.info("sysop cleared the in-transit flag of %d queued message(s)", count)
+    return f"{count} queued message(s) no longer marked in transit"
+
+
 #: What the sysop may do to a server (bbs.control.ServerControl's methods), and how it is logged.
 SERVER_VERBS = {"recycle": logging.INFO, "stop": logging.WARNING, "start": logging.INFO}
 

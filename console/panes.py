@@ -469,7 +469,7 @@ class MailQueuePane(Pane):
     always_refresh = True
 
     title = "Mail"
-    help = "re-read on mail events; r re-read now"
+    help = "re-read on mail events; r re-read now; c clear in-transit flags"
 
     def __init__(self, ui: Any, read_queue: Callable[[], Any]) -> None:
         super().__init__(ui, QUEUE_HEADER)
@@ -501,4 +501,13 @@ class MailQueuePane(Pane):
         if key == "r":
             self.ui.spawn(self.reload())
             return None
+        if key == "c":
+            self.ui.confirm("Clear the in-transit flags of the mail queue?",
+                            lambda: self.ui.run_later(self._cleared()))
+            return None
         return key
+
+    async def _cleared(self) -> str:
+        message = await actions.clear_in_transit(self.ui.app)
+        await self.reload()
+        return message

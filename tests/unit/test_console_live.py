@@ -289,6 +289,39 @@ def test_mail_queue_pane_reads_the_outbound_queue(app: App, timers: Timers):
     assert any("(1 queued)" in line for line in rows[1:])
 
 
+def test_mail_queue_pane_clears_in_transit_flags(app: App, timers: Timers):
+    from console.live import mail_queue_reader
+    from tests.support import run_async
+
+    async def scenario() -> tuple[list[str], list[str], str, bool]:
+        read, _ = mail_queue_reader(app)
+        store = app.mail
+        await store.open()
+        qid = await store.enqueue("sysop@bbs.test", ["ann@example.org"], b"Subject: hi\r\n\r\nhello\r\n")
+        await store.claim(qid)                                      # left in transit, as after a crash
+        model = ConsoleModel(nodes=app.nodes.records(), connections={}, schedule=timers)
+        ui = SysopConsole(app, asyncio.Event(), model=model, read_queue=read)
+        pane = ui.panes[-1]
+        press(ui, SIZE, str(len(ui.panes)))
+        await pane.reload()
+        before = pane.texts()
+        press(ui, SIZE, "c")
+        asked = "".join(render_text(ui, SIZE))
+        press(ui, SIZE, "y")
+        while ui._tasks:
+            await asyncio.gather(*list(ui._tasks))
+        status = "".join(render_text(ui, SIZE))
+        [item] = await store.outbound()
+        await store.close()
+        return before, pane.texts(), asked + status, item.in_transit
+
+    before, after, shown, in_transit = run_async(scenario())
+    assert "*" in before[0].split()                                 # the in-transit mark
+    assert "*" not in after[0].split() and not in_transit
+    assert "Clear the in-transit flags of the mail queue? [y/N]" in shown
+    assert "1 queued message(s) no longer marked in transit" in shown
+
+
 def test_telegram_to_the_user_on_a_node(app: App, timers: Timers):
     from bbs.events import TelegramSent
     from tests.support import run_async
