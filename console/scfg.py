@@ -24,6 +24,7 @@ from console.cfgapply import APPLIES_LIVE, apply_saved, effect_of  # noqa: F401 
 from console.panes import Prompt, Row
 from console.scfg_areas import FILE_AREAS, MSG_AREAS, Areas
 from console.scfg_items import MAIN, SBBS, Field, ListFile, Menu, fields
+from console.scfg_listeners import LISTENERS
 from console.scfg_users import Users
 from console.scfg_xtrn import CHAT_FEATURES, EXTERNAL_PROGRAMS, TEXT_FILE_SECTIONS
 
@@ -96,6 +97,7 @@ MENU = Menu("Configure", (
                                    "IndexFileName QwkTimeout " + _COMMON)),
         Menu("Services", _fields(SBBS, "Services", _COMMON)
              + (Menu("Service Sockets (services.ini)", _services),)),
+        LISTENERS,
     )),
     NETWORKS,
     Areas("Message Areas", MSG_AREAS),

@@ -58,17 +58,19 @@ def _part(section: str, index: int) -> str:
     return section.split(":")[index].strip()
 
 
-def _save(view: Any, file: str, text: str, what: str) -> str | None:
+def _save(view: Any, file: str, text: str, what: str, *, live: bool = True,
+          section: str | None = None) -> str | None:
     """Check ``text`` as the new ``file`` with the loader, save it atomically,
-    show the screen again and say so; returns the loader's ``file:line:
-    what`` instead when it refuses (nothing written)."""
+    show the screen again and say so (``live``: the readers re-read it; else
+    the save offers to recycle the server of ``section``); returns the
+    loader's ``file:line: what`` instead when it refuses (nothing written)."""
     path = view.root / file
     error = validate_ini_edit(view.root, path, text)
     if error:
         return error
     atomic_write(path, text)
     view.show(view.walker.get_focus()[1] or 0)
-    view.saved(file, what, live=True)
+    view.saved(file, what, live, section)
     return None
 
 
@@ -86,12 +88,12 @@ def _ask_all(view: Any, questions: list[tuple[str, str]], finish: Callable[[list
              error=error if not answers else None)
 
 
-def _remove(view: Any, file: str, doomed: list[str], label: str) -> None:
+def _remove(view: Any, file: str, doomed: list[str], label: str, *, live: bool = True) -> None:
     def action() -> None:
         text = read_text(view.root / file)
         for section in doomed:
             text = ini_remove_section(text, section)
-        error = _save(view, file, text, f"removed {label}")
+        error = _save(view, file, text, f"removed {label}", live=live, section=doomed[-1])
         if error:
             view.status(error, "error_msg")
     view.confirm(f"Remove {label}?", action)
