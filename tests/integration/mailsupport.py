@@ -13,6 +13,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 from bbs.app import App
 from bbs.instance import init_instance, load_config
@@ -143,3 +144,28 @@ def client_tls() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def mail_starter(tmp_path: Path, default_options: str = "", **alice: str) -> Iterator[Callable[..., "MailServer"]]:
+    """For a test's ``start`` fixture (``yield from mail_starter(...)``):
+    ``start(options=None, files=None, **keys)`` runs a :class:`MailServer`
+    on a fresh instance with ``options`` (None: ``default_options``), the
+    ``[Mail]`` ``keys`` and ``files`` (instance path -> text) written, and
+    Alice added (``server.alice``, with the ``alice`` fields); every server
+    is stopped when the test ends."""
+    servers: list[MailServer] = []
+
+    def start(options: str | None = None, files: dict[str, str] | None = None, **keys: str) -> MailServer:
+        root = mail_instance(tmp_path / f"bbs{len(servers)}",
+                             default_options if options is None else options, **keys)
+        for name, text in (files or {}).items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        server = MailServer(root).start()
+        servers.append(server)
+        server.alice = server.add_user("Alice", **alice)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

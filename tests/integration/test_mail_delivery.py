@@ -7,28 +7,14 @@ import smtplib
 import pytest
 
 from mail.smtp import UNKNOWN_USER
-from tests.integration.mailsupport import MailServer, mail_instance
+from tests.integration.mailsupport import mail_starter
 
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
 
 
 @pytest.fixture
 def start(tmp_path):
-    servers = []
-
-    def _start(options="", files=None, **keys):
-        root = mail_instance(tmp_path / f"bbs{len(servers)}", options, **keys)
-        for name, text in (files or {}).items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text)
-        server = MailServer(root).start()
-        servers.append(server)
-        server.alice = server.add_user("Alice", email="alice@elsewhere.example")
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
+    yield from mail_starter(tmp_path, email="alice@elsewhere.example")
 
 
 def rcpt(server, *addresses):

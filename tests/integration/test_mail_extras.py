@@ -13,7 +13,7 @@ import pytest
 from bbs.errors import ConfigError
 from bbs.nodetable import NodeStatus
 from mail.smtp import NOT_A_USER, RELAY_DENIED, UNKNOWN_SUB, UNKNOWN_USER
-from tests.integration.mailsupport import PASSWORD, MailServer, mail_instance
+from tests.integration.mailsupport import MailServer, PASSWORD, mail_instance, mail_starter
 
 TIMEOUT = 15
 #: A MIME message whose text part is quoted-printable and whose From has a display name.
@@ -30,20 +30,7 @@ PLAIN = b"From: bob@example.org\r\nSubject: ping\r\n\r\nAre you there?\r\n"
 
 @pytest.fixture
 def start(tmp_path):
-    servers = []
-
-    def _start(options="", files=None, **keys):
-        root = mail_instance(tmp_path / f"bbs{len(servers)}", options, **keys)
-        for name, text in (files or {}).items():
-            (root / name).write_text(text)
-        server = MailServer(root).start()
-        servers.append(server)
-        server.alice = server.add_user("Alice")
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
+    yield from mail_starter(tmp_path)
 
 
 def rcpt(server, address, message=PLAIN):

@@ -11,7 +11,7 @@ import pytest
 
 from mail.processors import parse_mailproc
 from mail.smtp import PROCESSOR_REJECTED
-from tests.integration.mailsupport import MailServer, mail_instance
+from tests.integration.mailsupport import mail_starter
 
 MESSAGE = b"From: bob@example.org\r\nSubject: Hello\r\n\r\nhello world\r\n"
 
@@ -41,19 +41,10 @@ def script(tmp_path: Path, name: str, text: str) -> str:
 
 @pytest.fixture
 def start(tmp_path):
-    servers = []
-
-    def _start(lines: list[str], **keys):
-        root = mail_instance(tmp_path / f"bbs{len(servers)}", "ALLOW_POP3", **keys)
-        (root / "ctrl" / "mailproc.cfg").write_text("; processors\n" + "\n".join(lines) + "\n")
-        server = MailServer(root).start()
-        servers.append(server)
-        server.alice = server.add_user("Alice")
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
+    """``start(lines, **keys)``: a server whose ctrl/mailproc.cfg holds ``lines``."""
+    for generic in mail_starter(tmp_path, "ALLOW_POP3"):
+        yield lambda lines, **keys: generic(files={"ctrl/mailproc.cfg": "; processors\n" + "\n".join(lines) + "\n"},
+                                            **keys)
 
 
 def send(server, message: bytes = MESSAGE):

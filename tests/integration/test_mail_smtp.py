@@ -3,7 +3,6 @@ against the whole App on 127.0.0.1: local delivery, relay matrix, AUTH (and
 each aiosmtpd trap of STYLE.md), limits, bad input."""
 from __future__ import annotations
 
-import base64
 import logging
 import shutil
 import smtplib
@@ -14,7 +13,7 @@ import pytest
 
 from mail.smtp import (MAILBOX_FULL, RELAY_DENIED, RELAY_NEEDS_AUTH, TOO_MANY_RECIPIENTS,
                        UNKNOWN_USER)
-from tests.integration.mailsupport import PASSWORD, MailServer, client_tls, mail_instance
+from tests.integration.mailsupport import PASSWORD, client_tls, mail_starter
 
 MESSAGE = b"From: bob@example.org\r\nSubject: Hello\r\n\r\nHi Alice.\r\n.leading dot\r\n"
 TIMEOUT = 15
@@ -27,21 +26,8 @@ def code_text(reply: str) -> tuple[int, bytes]:
 
 @pytest.fixture
 def start(tmp_path):
-    servers = []
-
-    def _start(options="ALLOW_POP3 | USE_SUBMISSION_PORT | TLS_SUBMISSION | TLS_POP3", files=None, **keys):
-        root = mail_instance(tmp_path / f"bbs{len(servers)}", options, **keys)
-        for name, text in (files or {}).items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text)
-        server = MailServer(root).start()
-        servers.append(server)
-        server.alice = server.add_user("Alice", real_name="Alice Smith")
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
+    yield from mail_starter(tmp_path, "ALLOW_POP3 | USE_SUBMISSION_PORT | TLS_SUBMISSION | TLS_POP3",
+                            real_name="Alice Smith")
 
 
 def smtp(server, service="smtp"):

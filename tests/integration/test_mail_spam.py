@@ -13,7 +13,7 @@ import dns.rrset
 import pytest
 
 from mail.smtp import ACCESS_DENIED, DNSBL_REFUSED, SENDER_REFUSED, SUBJECT_REFUSED
-from tests.integration.mailsupport import MailServer, mail_instance
+from tests.integration.mailsupport import mail_starter
 
 MESSAGE = b"From: bob@example.org\r\nSubject: Hello\r\n\r\nhello\r\n"
 ZONE = "dnsbl.test"
@@ -64,20 +64,7 @@ def dnsbl():
 
 @pytest.fixture
 def start(tmp_path):
-    servers = []
-
-    def _start(options="", files=None, **keys):
-        root = mail_instance(tmp_path / f"bbs{len(servers)}", options, **keys)
-        for name, text in (files or {}).items():
-            (root / name).write_text(text)
-        server = MailServer(root).start()
-        servers.append(server)
-        server.alice = server.add_user("Alice")
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
+    yield from mail_starter(tmp_path)
 
 
 def greeting(server) -> bytes:
