@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.integration.test_terminal_server import SSH_OPTIONS, add_user
+from tests.integration.test_terminal_server import SSH_OPTIONS, add_user, telnet
 from tests.support import BBSProcess, set_ini
 
 ROWS, COLS = 30, 120
@@ -52,11 +52,6 @@ def ssh_console(port: int, user: str, password: str) -> pexpect.spawn:
     session.expect("assword:")
     session.sendline(password)
     return session
-
-
-def telnet(port: int) -> pexpect.spawn:
-    return pexpect.spawn("telnet", ["127.0.0.1", str(port)], timeout=15, encoding="utf-8",
-                         codec_errors="replace", env={**os.environ, "TERM": "xterm"})
 
 
 def test_sysop_opens_the_console_over_ssh_and_quitting_leaves_the_bbs_running(board: BBSProcess):

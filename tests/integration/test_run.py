@@ -1,7 +1,6 @@
 """`bbs run` end to end: first start, telnet answer screen, nodes, shutdown, bind errors."""
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pexpect
 
+from tests.integration.test_terminal_server import telnet as terminal_telnet
 from tests.support import BBSProcess, run_bbs, set_ini
 
 PASSWORD_RE = re.compile(r"Sysop account 'Sysop' created\. Password: (\S+)")
@@ -20,8 +20,7 @@ LOGIN = "Login: "
 
 def telnet(port: int) -> pexpect.spawn:
     """A dumb-terminal caller: the answer screen comes as plain ASCII."""
-    return pexpect.spawn("telnet", ["127.0.0.1", str(port)], timeout=15, encoding="utf-8",
-                         env={**os.environ, "TERM": "dumb"})
+    return terminal_telnet(port, term="dumb")
 
 
 def hang_up_by_failing(session: pexpect.spawn) -> None:
