@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,32 +47,15 @@ sys.path.insert(0, str(REPO))
 
 from bbs.filebase import FileBase  # noqa: E402
 
+from common import START_TIMEOUT, free_port, wait_port  # noqa: E402  (bench/common.py)
+
 PEERS = REPO.parent / "shared" / "peers"
 BIG = "big.bin"
 SMALL_SIZE = 10 * 1024
-START_TIMEOUT = 30.0
 #: A parallel round slower than this (seconds) is not repeated: vsftpd's
 #: listen backlog of 32 drops SYNs of 200 simultaneous connects, and the
 #: kernel's SYN retries (1+2+4+...+32 s) make one round last about a minute.
 SLOW_PARALLEL = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, name: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} exited with {proc.returncode} at start")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"{name} did not start")
 
 
 def make_files(folder: Path, source: Path, small: list[tuple[str, bytes]]) -> None:

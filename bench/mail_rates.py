@@ -50,7 +50,6 @@ import poplib
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -64,29 +63,12 @@ sys.path.insert(0, str(REPO))
 from bbs.mailbox import MailStore  # noqa: E402
 from tests.support import set_ini  # noqa: E402
 
+from common import START_TIMEOUT, free_port, wait_port  # noqa: E402  (bench/common.py)
+
 PEERS = REPO.parent / "shared" / "peers"
-START_TIMEOUT = 30.0
 DELIVERY_TIMEOUT = 120.0
 READER, READER_PASSWORD = "Reader", "reader-bench-pw"
 NOBODY = (65534, 65534)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, name: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} exited with {proc.returncode} at start")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"{name} did not start")
 
 
 def stop(proc: subprocess.Popen | None) -> int | None:
