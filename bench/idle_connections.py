@@ -369,6 +369,37 @@ class Peer(Server):
         self.ready_s = time.perf_counter() - t0
 
 
+def hold_clients(script: str, port: int, n: int, args, pid: int, grace: float) -> tuple[dict, float, int, int | None]:
+    """Run ``script --client`` (N callers against ``port``) in a child
+    process and wait ``args.timeout + grace`` for its JSON result; then, with
+    every caller still connected, the server's (``pid``) CPU seconds at that
+    moment and its RSS one second later; then tell the client to close and
+    read how many callers the server dropped while held (None: no answer).
+    Returns (result, cpu_s, rss_kb, dropped)."""
+    client_proc = subprocess.Popen(
+        [sys.executable, script, "--client", "--port", str(port), "-n", str(n),
+         "--concurrency", str(args.concurrency), "--timeout", str(args.timeout)],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        line = read_line(client_proc.stdout, args.timeout + grace)
+        if not line:
+            raise RuntimeError(f"client gave no result (exit {client_proc.poll()})")
+        result = json.loads(line)
+        cpu = cpu_s(pid)
+        time.sleep(1.0)
+        loaded = rss_kb(pid)
+        client_proc.stdin.write(b"close\n")
+        client_proc.stdin.flush()
+        line = read_line(client_proc.stdout, 30)
+        dropped = json.loads(line)["dropped_while_held"] if line else None
+        client_proc.wait(30)
+    finally:
+        if client_proc.poll() is None:
+            client_proc.kill()
+            client_proc.wait()
+    return result, cpu, loaded, dropped
+
+
 def measure(server: Server, home: Path, args) -> dict:
     """One run of one server: start, idle RSS, N callers, RSS with N, stop."""
     server.start(home)
@@ -377,27 +408,8 @@ def measure(server: Server, home: Path, args) -> dict:
         time.sleep(0.5)  # let start-up settle: "ready and idle"
         idle = rss_kb(pid)
         cpu0 = cpu_s(pid)
-        client_proc = subprocess.Popen(
-            [sys.executable, __file__, "--client", "--port", str(server.port), "-n", str(args.n),
-             "--concurrency", str(args.concurrency), "--timeout", str(args.timeout)],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        try:
-            line = read_line(client_proc.stdout, args.timeout + 30)
-            if not line:
-                raise RuntimeError(f"client gave no result (exit {client_proc.poll()})")
-            opened = json.loads(line)
-            cpu = cpu_s(pid) - cpu0
-            time.sleep(1.0)
-            loaded = rss_kb(pid)
-            client_proc.stdin.write(b"close\n")
-            client_proc.stdin.flush()
-            line = read_line(client_proc.stdout, 30)
-            dropped = json.loads(line)["dropped_while_held"] if line else None
-            client_proc.wait(30)
-        finally:
-            if client_proc.poll() is None:
-                client_proc.kill()
-                client_proc.wait()
+        opened, cpu_at_result, loaded, dropped = hold_clients(__file__, server.port, args.n, args, pid, 30)
+        cpu = cpu_at_result - cpu0
     except BaseException:  # never leave a server running
         server.kill()
         raise

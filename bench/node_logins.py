@@ -55,7 +55,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from idle_connections import (  # noqa: E402  (shared helpers of our benchmarks)
-    DO, DONT, HOST, IAC, REPO, SB, SE, WILL, WONT, Ours, log_problems, raise_nofile, read_line,
+    DO, DONT, HOST, IAC, REPO, SB, SE, WILL, WONT, Ours, hold_clients, log_problems, raise_nofile,
     rss_kb, set_ini)
 
 NAWS = 31
@@ -280,26 +280,7 @@ def measure(n: int, work: Path, args) -> dict:
         time.sleep(1.0)
         pid = server.proc.pid
         idle = rss_kb(pid)
-        client_proc = subprocess.Popen(
-            [sys.executable, __file__, "--client", "--port", str(server.port), "-n", str(n),
-             "--concurrency", str(args.concurrency), "--timeout", str(args.timeout)],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        try:
-            line = read_line(client_proc.stdout, args.timeout + 60)
-            if not line:
-                raise RuntimeError(f"client gave no result (exit {client_proc.poll()})")
-            result = json.loads(line)
-            time.sleep(1.0)
-            loaded = rss_kb(pid)
-            client_proc.stdin.write(b"close\n")
-            client_proc.stdin.flush()
-            line = read_line(client_proc.stdout, 30)
-            dropped = json.loads(line)["dropped_while_held"] if line else None
-            client_proc.wait(30)
-        finally:
-            if client_proc.poll() is None:
-                client_proc.kill()
-                client_proc.wait()
+        result, _, loaded, dropped = hold_clients(__file__, server.port, n, args, pid, 60)
     except BaseException:
         server.kill()
         raise
