@@ -325,7 +325,10 @@ def render(text: str, ansi: bool, state: RenderState | None = None) -> list:
             if match:
                 if ansi:
                     buf.append(match.group(0))
-                    state.raw = True  # the text's own colours until a Ctrl-A code sets ours
+                    if match.group(0).endswith("m"):
+                        state.raw = True  # the text's own colours until a Ctrl-A code sets ours
+                    elif not state.raw:
+                        state.shown = Attr(-1)  # a cursor move: resend ours before our text
                 i = match.end()
                 continue
         else:

@@ -62,6 +62,12 @@ def test_ctrl_a_codes_become_sgr_only_when_text_follows():
     assert t.render("\x1b[1;31mX", ansi=False) == ["X"]   # raw ANSI stripped for dumb terminals
 
 
+def test_a_colour_set_before_a_cursor_move_still_reaches_the_text():
+    assert t.render("\x01h\x01y\x1b[10;5HHello", ansi=True) == ["\x1b[10;5H\x1b[0;1;33;40mHello"]
+    # the text's own colour (an .ans file) stays through its cursor moves
+    assert t.render("\x1b[1;31mRed\x1b[2;1Hmore", ansi=True) == ["\x1b[1;31mRed\x1b[2;1Hmore"]
+
+
 def test_atcodes_with_padding_and_unknown_codes_kept():
     values = {"USER": "Alice", "NODE": "3"}
     assert t.expand_atcodes("Hi @USER@ on @NODE@", values) == "Hi Alice on 3"
