@@ -304,16 +304,17 @@ class POP3Service:
         body = "\r\n".join(f"{n} {m.id}" for n, m in self._live(s)).encode()
         await s.send_lines("+OK", body)
 
-    async def _fetch(self, s: _Session, number: str, *, keep: bool = False) -> tuple[MessageInfo, bytes] | None:
+    async def _fetch(self, s: _Session, number: str) -> tuple[MessageInfo, bytes] | None:
         """Message ``number`` and its bytes (read ahead or fetched with the
-        next batch); None after an -ERR reply. ``keep`` leaves it read ahead (TOP)."""
+        next batch), taken out of the read-ahead so the session never holds
+        more than a batch; None after an -ERR reply."""
         msg = s.message(number)
         if msg is None:
             await s.send(ERR_NO_MESSAGE)
             return None
         assert s.user is not None
         index = int(number) - 1
-        raw = s.ahead.get(index) if keep else s.ahead.pop(index, None)
+        raw = s.ahead.pop(index, None)
         if raw is not None:
             return msg, raw
         s.window = min(s.window * 2, READ_AHEAD_MESSAGES) if index == s.last_fetched + 1 else 1
@@ -331,8 +332,6 @@ class POP3Service:
         if raw is None:
             await s.send(ERR_NO_MESSAGE)  # deleted by the BBS's e-mail reader meanwhile
             return None
-        if keep:
-            s.ahead[index] = raw
         return msg, raw
 
     @staticmethod
@@ -361,7 +360,7 @@ class POP3Service:
             s.retrieved.append(msg.id)
 
     async def pop3_TOP(self, s: _Session, cmd: Command) -> None:
-        found = await self._fetch(s, cmd.args[0], keep=True)
+        found = await self._fetch(s, cmd.args[0])
         if found is not None:
             await s.send_lines("+OK", top(found[1], int(cmd.args[1])))
 
