@@ -111,8 +111,8 @@ class App:
         await self.mail.open()
         await self.msg_db.open()
         await self.files.open()
-        for folder in (self.instance.logs, *(d.path for d in self.config.files.dirs)):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.instance.logs.mkdir(parents=True, exist_ok=True)
+        self.config.make_folders()
         if any(item.tls.value == "on" for item in self.config.listeners):
             self.tls_context()
         await self.ensure_sysop(announce_password)

@@ -27,8 +27,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     root = _home(args)
     created = init_instance(root)
     config = load_config(root)
-    for folder in (d.path for d in config.files.dirs):
-        folder.mkdir(parents=True, exist_ok=True)
+    config.make_folders()
     print(f"BBS instance at {root}: {len(created)} file(s) created from the shipped defaults.")
     print(f"Edit {root / 'ctrl'} to taste, then start it with: bbs run {root}")
     return EXIT_OK

@@ -301,6 +301,7 @@ class ServerControl:
             self.app.reset_tls()  # a replaced certificate is read again
             starting = [s for s in targets if s in configured(self.app.config)]
             try:
+                await asyncio.to_thread(self.app.config.make_folders)  # new file dirs (file.ini)
                 await self._launch(starting, previous={s: r.parts for s, r in halted.items()})
             except Exception as exc:
                 log.error("!%s failed: %s; starting again with the configuration it had",
@@ -373,6 +374,7 @@ class ServerControl:
             old = self.app.config
             self.app.config = merge_config(old, new, targets)
             try:
+                await asyncio.to_thread(self.app.config.make_folders)  # new file dirs (file.ini)
                 await self._launch(targets)
             except Exception as exc:
                 self.app.config = old
@@ -393,8 +395,7 @@ class ServerControl:
             old = self.app.config
             self.app.config = dataclasses.replace(old, system=_keep_nodes(old, new), msgs=new.msgs,
                                                   files=new.files)
-            for folder in (d.path for d in new.files.dirs):
-                await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(self.app.config.make_folders)
             log.info("board configuration re-read: %d message sub(s), %d file dir(s)",
                      len(new.msgs.subs), len(new.files.dirs))
             return (f"applied: {len(new.msgs.subs)} message sub(s) and {len(new.files.dirs)} file dir(s) "

@@ -108,6 +108,14 @@ class Config:
     text_sections: TextConfig = TextConfig()
     chat: ChatConfig = ChatConfig()
 
+    def make_folders(self) -> None:
+        """Create the folder of every file dir (file.ini) that does not exist
+        yet, so an upload (FTP, nodes) into a newly configured dir has its
+        folder: at `bbs init`, at start-up and whenever a new configuration
+        replaces the running one (recycle, start, re-reading the areas)."""
+        for folder in (d.path for d in self.files.dirs):
+            folder.mkdir(parents=True, exist_ok=True)
+
 
 #: The optional ctrl/ files nodes re-read when they change:
 #: file name -> (Config attribute, parser, value when the file is absent).

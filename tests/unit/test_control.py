@@ -206,6 +206,24 @@ def test_new_message_subs_and_file_dirs_reach_the_running_bbs(instance: Path):
     run_async(main(), timeout=60)
 
 
+def test_a_recycle_or_start_makes_the_folders_of_new_file_dirs(instance: Path):
+    def add_dir(code: str) -> Path:
+        with open(instance / "ctrl" / "file.ini", "a") as fh:
+            fh.write(f"\n[dir:Main:{code}]\nname = {code}\npath = files/{code.lower()}\n")
+        return instance / "files" / code.lower()
+
+    async def main():
+        async with running(instance) as app:
+            recycled = add_dir("RECYCLED")
+            await app.servers.recycle("ftp")                            # an FTP STOR opens its .part there
+            assert recycled.is_dir()
+            await app.servers.stop("ftp")
+            started = add_dir("STARTED")
+            await app.servers.start("ftp")
+            assert started.is_dir()
+    run_async(main(), timeout=60)
+
+
 def test_merge_takes_one_servers_section_and_listeners(instance: Path):
     old = load_config(instance)
     set_ini(instance / "ctrl" / "sbbs.ini", "FTP", "Port", "2121")
