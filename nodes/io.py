@@ -12,7 +12,7 @@ The sysop's hooks (see :mod:`bbs.spy`) are here too: :meth:`Terminal.add_tap`
 copies output to a spying console (nothing is copied, and no work done, while
 nobody spies), :meth:`Terminal.inject` takes the sysop's keys as input and
 :meth:`Terminal.break_in` runs a job (a chat, an interrupt) at the caller's
-next wait for a key, then draws the prompt again.
+next wait for a key, then draws the prompt again if the job wrote anything.
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ class Terminal:
         self._send: Callable[[bytes], None] = link.write
         self._taps: list[Callable[[bytes], None]] = []
         self._injected = t.KeyDecoder("utf-8")  # the sysop's keys (the console is UTF-8)
-        self._breakins: collections.deque[Callable[[], Awaitable[None]]] = collections.deque()
+        self._breakins: collections.deque[Callable[[], Awaitable[bool]]] = collections.deque()
         link.on_resize = self._on_resize
 
     # -- screen ----------------------------------------------------------
@@ -274,24 +274,27 @@ class Terminal:
             self.keys.extend(keys)
             self._notice.set()
 
-    def break_in(self, job: Callable[[], Awaitable[None]]) -> None:
+    def break_in(self, job: Callable[[], Awaitable[bool]]) -> None:
         """Run ``job`` at the caller's next wait for a key (at once when the
-        session waits now): the sysop's chat or interrupt. Afterwards the
-        prompt the caller was at is drawn again; a Hangup raised by the job
-        ends the session."""
+        session waits now): the sysop's chat or interrupt. ``job`` returns
+        whether it wrote to the screen; if one did, the prompt the caller
+        was at is drawn again afterwards (else the prompt is still there as
+        it was). A Hangup raised by the job ends the session."""
         self._breakins.append(job)
         self._notice.set()
 
     async def _run_breakins(self) -> None:
         redraw = self._redraw
+        wrote = False
         try:
             while self._breakins:
                 job = self._breakins.popleft()
                 self._redraw = None
-                await job()
+                if await job():
+                    wrote = True
         finally:
             self._redraw = redraw
-        if redraw is not None:
+        if wrote and redraw is not None:
             await redraw()
 
     async def getkey(self, timeout: float | None = None):

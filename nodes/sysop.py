@@ -64,7 +64,7 @@ class SessionAccess(NodeAccess):
         self.session.log.info("interrupted by the sysop: logging off at the next prompt")
         self.session.term.break_in(self._interrupted)
 
-    async def _interrupted(self) -> None:
+    async def _interrupted(self) -> bool:
         raise Hangup("interrupted by the sysop", INTERRUPT_MESSAGE, logoff=True)
 
     def close(self) -> None:

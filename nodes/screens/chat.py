@@ -282,19 +282,23 @@ class _CallerSide(ChatSide):
         if by == "sysop":
             self.session.term.break_in(self._leave)
 
-    async def _leave(self) -> None:
-        if self.showing:  # the caller may have typed /q meanwhile
+    async def _leave(self) -> bool:
+        """A break-in job: ends the chat screen; writes nothing when the
+        caller has left it already (typed /q meanwhile)."""
+        if self.showing:
             raise _ChatOver
+        return False
 
 
-async def sysop_chat(session: "Session", chat: SysopChat) -> None:
+async def sysop_chat(session: "Session", chat: SysopChat) -> bool:
     """The sysop's chat on the caller's screen, run at the caller's next
     prompt (Terminal.break_in): lines both ways until either side ends it
-    (the caller with /q); then the caller's prompt comes back."""
+    (the caller with /q); then the caller's prompt comes back. Returns
+    whether it wrote to the screen (not when the sysop gave up first)."""
     alias = session.user.alias if session.user else "caller"
     side = _CallerSide(session, chat)
     if not chat.open(alias, side):
-        return  # the sysop gave up before the caller got here
+        return False  # the sysop gave up before the caller got here
     previous = session.app.nodes.get(session.node).activity
     session.set_activity("chatting with the sysop")
     session.log.info("chat with the sysop (%s) begins", chat.sysop)
@@ -317,6 +321,7 @@ async def sysop_chat(session: "Session", chat: SysopChat) -> None:
         chat.end("gone")  # the caller hung up; nothing happens when the chat has ended already
         session.set_activity(previous)
         session.log.info("chat with the sysop ends (%s)", chat.ended_by)
+    return True
 
 
 SCREENS = {"chat_join": chat_join, "page_sysop": page_sysop}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from urwid.testing import press, render_text
@@ -19,6 +20,7 @@ from console.model import ConsoleModel
 from console.spy import SPY_BACKLOG, SPY_REFRESH, SPY_SLICE, CallerScreen, ChatView, SpyView, key_bytes
 from nodes import terminal as t
 from nodes.io import Hangup, QueueLink, Terminal
+from nodes.screens.chat import _CallerSide, sysop_chat
 from tests.support import run_async
 
 SIZE = (120, 30)
@@ -148,10 +150,11 @@ def test_a_break_in_runs_at_the_next_prompt_then_the_prompt_comes_back():
         link, term = terminal()
         ran: list[str] = []
 
-        async def job() -> None:
+        async def job() -> bool:
             ran.append("job")
             await term.write("[JOB]")
             assert await term.getline("inner: ") == "x"       # a job may prompt itself
+            return True
         term.break_in(job)
         assert await term.getkey(timeout=0.05) is None        # never inside a terminal probe
         assert ran == []
@@ -165,7 +168,7 @@ def test_a_break_in_runs_at_the_next_prompt_then_the_prompt_comes_back():
         link.feed(b"b")
         assert await choice == "B"
 
-        async def interrupt() -> None:
+        async def interrupt() -> bool:
             raise Hangup("interrupted by the sysop", "bye", logoff=True)
         line = asyncio.ensure_future(term.getline("Name: "))
         await asyncio.sleep(0)
@@ -183,13 +186,38 @@ def test_a_pause_prompt_is_drawn_again_after_a_break_in():
         waiting = asyncio.ensure_future(term.pause())
         await asyncio.sleep(0)
 
-        async def job() -> None:
+        async def job() -> bool:
             await term.write("chat\r\n")
+            return True
         term.break_in(job)
         await asyncio.sleep(0.01)
         assert bytes(link.sent).count(b"Hit a key") == 2
         link.feed(b" ")
         await waiting
+        term.close()
+    run_async(scenario())
+
+
+def test_a_break_in_that_wrote_nothing_leaves_the_prompt_as_it_was():
+    """A chat the sysop gave up before the caller's prompt, or the sysop's
+    end of a chat the caller had left already, writes nothing: the prompt
+    is not drawn a second time on its own line ("Command: Command: ")."""
+    async def scenario():
+        link, term = terminal()
+        choice = asyncio.ensure_future(term.hotkey("Command: ", "AB"))
+        await asyncio.sleep(0)
+        late = SysopChat(3, "Sysop", Side())
+        late.end("sysop")                                     # gave up waiting for the caller
+        term.break_in(lambda: sysop_chat(SimpleNamespace(user=None), late))
+        side = _CallerSide(SimpleNamespace(), late)
+        side.showing = False                                  # the caller typed /q meanwhile
+        term.break_in(side._leave)
+        await asyncio.sleep(0.01)
+        assert not term._breakins                             # both ran
+        assert bytes(link.sent).count(b"Command: ") == 1
+        link.feed(b"a")
+        assert await choice == "A"
+        assert bytes(link.sent).endswith(b"Command: A\r\n")
         term.close()
     run_async(scenario())
 
