@@ -38,7 +38,7 @@ from bbs.db import Database, Migration
 from bbs.errors import BBSError, Reason
 
 __all__ = [
-    "DEFAULT_LEVEL", "LEN_ALIAS", "SYSOP_LEVEL", "USER_MIGRATIONS", "User",
+    "DEFAULT_LEVEL", "FORWARD_SETTING", "LEN_ALIAS", "SYSOP_LEVEL", "USER_MIGRATIONS", "User",
     "UserBase", "UserBaseSync", "check_password", "hash_password",
 ]
 
@@ -59,6 +59,9 @@ LEN_BIRTH = 10  #: sbbsdefs.h LEN_BIRTH (8 = MM/DD/YY in old versions; 10 fits Y
 MAX_LEVEL = 99  #: Synchronet security levels are 0..99
 SYSOP_LEVEL = 90  #: sbbsdefs.h SYSOP_LEVEL: level 90 and up is a sysop
 DEFAULT_LEVEL = 10  #: new-user level when the caller does not give one
+#: User setting (bool): forward all of the user's mail to their e-mail address
+#: (read by the Mail Server and the nodes' mail sender, set in the user editor).
+FORWARD_SETTING = "forward_email"
 DEFAULT_MIN_PASSWORD = 4  #: SCFG "Minimum Password Length" default
 #: Longest password accepted; ours (Synchronet's LEN_PASS is 40).  Bounds the
 #: work a caller can make scrypt's PBKDF2 pass do.

@@ -23,12 +23,9 @@ from typing import Any, Awaitable, Callable
 from bbs.app import generate_password
 from bbs.errors import BBSError
 from bbs.instance import load_config
-from bbs.users import User
+from bbs.users import FORWARD_SETTING, User
 from console.scfg_items import Menu
 
-#: User setting (bool) the mail server reads to forward a user's mail to
-#: their e-mail address (mail/delivery.py FORWARD_SETTING).
-FORWARD_SETTING = "forward_email"
 
 #: (label, User attribute) of the editable fields, in menu order.
 USER_FIELDS = (("Alias", "alias"), ("Real name", "real_name"), ("Location", "location"),

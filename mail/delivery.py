@@ -36,7 +36,7 @@ from typing import Callable
 
 from bbs.errors import BBSError, Reason
 from bbs.mailbox import MailStore
-from bbs.users import User, UserBase
+from bbs.users import FORWARD_SETTING, User, UserBase
 from bbs.filters import FilterList
 from mail.address import parse_address, split_bang_path, split_prefix, split_tag
 
@@ -48,8 +48,6 @@ MAX_ALIAS_DEPTH = 4
 SYSOP_ALIASES = frozenset({"sysop", "postmaster"})
 #: The exemption flag that lifts MaxMsgsWaiting (Synchronet ``W``).
 EXEMPT_MSGS_WAITING = "W"
-#: User setting (bool) that forwards all of a user's mail to their e-mail address.
-FORWARD_SETTING = "forward_email"
 
 #: Queue recipient prefixes of messages that wait for a network hub, not for
 #: SendMail (no QWK packet nor FTN packet transport yet).

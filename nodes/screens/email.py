@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Iterable
 from bbs.errors import BBSError, Reason
 from bbs.events import MailQueued
 from bbs.mailbox import MessageInfo
-from bbs.users import User
+from bbs.users import FORWARD_SETTING, User
 from nodes import editor, mspclient
 from nodes import terminal as t
 
@@ -38,9 +38,6 @@ LEN_SUBJECT = 70
 #: Longest address a caller may type (RFC 5321 section 4.5.3.1.3: a path is
 #: at most 256 octets including the angle brackets).
 LEN_ADDRESS = 254
-#: The user setting that forwards a user's mail to their e-mail address
-#: (the same key the Mail Server's resolver reads; set in the user editor).
-FORWARD_SETTING = "forward_email"
 
 _PARSER = BytesParser(policy=email.policy.default)
 # RFC 5321 section 4.1.2, simplified: dot-atom local part (or a few common
