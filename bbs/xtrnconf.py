@@ -85,8 +85,7 @@ class XtrnProgram:
     section: str
     code: str
     name: str
-    cmd: str
-    argv: tuple[str, ...]       # words of ``cmd``, specifiers not yet expanded
+    argv: tuple[str, ...]       # words of the ``cmd`` line, specifiers not yet expanded
     startup_dir: Path | None    # None: the node's folder
     ars: Requirement
     execution_ars: Requirement
@@ -203,9 +202,8 @@ def load_xtrn(ini: IniFile, instance: Path) -> XtrnConfig:
     def program(sec: IniSection, owner: XtrnSection, code: str) -> XtrnProgram:
         if "cmd" not in sec:
             raise ConfigError(sec.path, sec.line, f"[{sec.name}] needs cmd = the command line to run")
-        cmd = sec.get("cmd", "")
         return XtrnProgram(
-            section=owner.name, code=code, name=sec.get("name", code), cmd=cmd,
+            section=owner.name, code=code, name=sec.get("name", code),
             argv=sec.get("cmd", (), parse_command), startup_dir=_startup_dir(sec, instance),
             ars=_ars(sec, "ars"), execution_ars=_ars(sec, "execution_ars"),
             io=sec.get("io", IO_STDIO, parse_io), dropfiles=sec.get("dropfile", (), parse_dropfiles),

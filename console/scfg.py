@@ -30,8 +30,6 @@ from console.scfg_xtrn import CHAT_FEATURES, EXTERNAL_PROGRAMS, TEXT_FILE_SECTIO
 
 log = logging.getLogger(__name__)
 
-
-_fields = fields  # (its name before it moved to console.scfg_items)
 _COMMON = "AutoStart Interface MaxClients MaxInactivity ClientReserve ClientNetworks LogLevel Options"
 
 #: List files whose readers re-read them when they change (checked in the servers' code).
@@ -43,7 +41,7 @@ LIVE_LISTS = {"text/ip.can", "text/name.can", "text/email.can", "text/subject.ca
 
 def _services(root: Path) -> tuple:
     """One menu per [Section] of ctrl/services.ini (Finger, ActiveUser, MSP ...)."""
-    return tuple(Menu(name, _fields("ctrl/services.ini", name, "Enabled Port Interface Options Grant Deny "
+    return tuple(Menu(name, fields("ctrl/services.ini", name, "Enabled Port Interface Options Grant Deny "
                                     "TLS MaxConcurrentConnections"))
                  for name in sections(root / "ctrl" / "services.ini", ""))
 
@@ -77,25 +75,25 @@ NETWORKS = Menu("Networks", (
 ))
 
 MENU = Menu("Configure", (
-    Menu("System", _fields(MAIN, "System", "Name Operator Location QWKID GuestName")
-         + (Menu("New User Values", _fields(MAIN, "NewUser", "Level Flags Password")),)),
-    Menu("Nodes", _fields(MAIN, "Nodes", "FirstNode LastNode")),
+    Menu("System", fields(MAIN, "System", "Name Operator Location QWKID GuestName")
+         + (Menu("New User Values", fields(MAIN, "NewUser", "Level Flags Password")),)),
+    Menu("Nodes", fields(MAIN, "Nodes", "FirstNode LastNode")),
     Menu("Servers", (
-        Menu("Global Settings", _fields(SBBS, "Global", "Hostname Interface BindRetryCount BindRetryDelay "
+        Menu("Global Settings", fields(SBBS, "Global", "Hostname Interface BindRetryCount BindRetryDelay "
                                         "LoginAttemptDelay LoginAttemptThrottle LoginAttemptHackThreshold "
                                         "LoginAttemptTempBanThreshold LoginAttemptTempBanDuration "
                                         "LoginAttemptFilterThreshold LoginAttemptFilterDuration "
                                         "MaxConcurrentConnections LogLevel TLSCertificate TLSPrivateKey "
                                         "ShutdownGrace")),
-        Menu("Terminal Server", _fields(SBBS, "BBS", "TelnetPort SSHPort RLoginPort MaxLoginInactivity "
+        Menu("Terminal Server", fields(SBBS, "BBS", "TelnetPort SSHPort RLoginPort MaxLoginInactivity "
                                         "MaxNewUserInactivity MaxSessionInactivity " + _COMMON)),
-        Menu("Mail Server", _fields(SBBS, "Mail", "SMTPPort SubmissionPort TLSSubmissionPort POP3Port "
+        Menu("Mail Server", fields(SBBS, "Mail", "SMTPPort SubmissionPort TLSSubmissionPort POP3Port "
                                     "TLSPOP3Port HostName MaxDeliveryAttempts RescanFrequency MaxRecipients "
                                     "MaxMsgSize MaxMsgsWaiting ConnectTimeout RelayServer RelayPort "
                                     "DNSServer DefaultUser DNSBlacklistHeader DNSBlacklistSubject " + _COMMON)),
-        Menu("FTP Server", _fields(SBBS, "FTP", "Port PasvIpAddress PasvIp6Address PasvPortLow PasvPortHigh "
+        Menu("FTP Server", fields(SBBS, "FTP", "Port PasvIpAddress PasvIp6Address PasvPortLow PasvPortHigh "
                                    "IndexFileName QwkTimeout " + _COMMON)),
-        Menu("Services", _fields(SBBS, "Services", _COMMON)
+        Menu("Services", fields(SBBS, "Services", _COMMON)
              + (Menu("Service Sockets (services.ini)", _services),)),
         LISTENERS,
     )),

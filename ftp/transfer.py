@@ -207,19 +207,20 @@ class TransferCommands:
 
     # -- PASV / EPSV / PORT / EPRT -----------------------------------------
     async def ftp_PASV(self, cmd: Command) -> None:
-        if ":" in self.conn.local_address and not self.epsv_all:
-            await self.reply(425, "PASV is for IPv4; use EPSV.")
-            return
-        await self._passive("PASV", 227, proto.pasv_reply)
+        await self._passive("PASV", 227, proto.pasv_reply, ipv4_only=True)
 
     async def ftp_LPSV(self, cmd: Command) -> None:
         await self._passive("LPSV", 228, proto.lpsv_reply)
 
-    async def _passive(self, verb: str, code: int, reply_text: Callable[[str, int], str]) -> None:
+    async def _passive(self, verb: str, code: int, reply_text: Callable[[str, int], str], *,
+                       ipv4_only: bool = False) -> None:
         """PASV and LPSV: listen, then advertise the (NAT) address and port."""
         local = self.conn.local_address
         if self.epsv_all:
             await self.reply(501, "EPSV ALL was given; use EPSV.")
+            return
+        if ipv4_only and ":" in local:
+            await self.reply(425, "PASV is for IPv4; use EPSV.")
             return
         listener = self._listen(local)
         if listener is None:

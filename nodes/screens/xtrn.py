@@ -130,7 +130,7 @@ def _executable(argv0: str, cwd: Path, env: dict[str, str]) -> bool:
     return shutil.which(argv0, path=env.get("PATH")) is not None
 
 
-def _values(session: "Session", program: XtrnProgram, node_dir: Path, temp: Path, cwd: Path,
+def _values(session: "Session", node_dir: Path, temp: Path, cwd: Path,
             seconds_left: int) -> dict[str, str]:
     user, instance, term = session.user, session.app.instance, session.term
     return {**platform_values(),
@@ -167,7 +167,7 @@ async def run_program(session: "Session", program: XtrnProgram) -> None:
     seconds_left = int(program.max_time) if program.max_time else UNLIMITED_MINUTES * 60
     await asyncio.to_thread(_prepare, node_dir, temp, program.dropfiles,
                             _drop_info(session, node_dir, seconds_left))
-    argv = expand_command(program.argv, _values(session, program, node_dir, temp, cwd, seconds_left),
+    argv = expand_command(program.argv, _values(session, node_dir, temp, cwd, seconds_left),
                           session.user.number)
     term, instance = session.term, session.app.instance
     env = {**os.environ, "TERM": terminfo_name(session.link.term_type, term.ansi), "LINES": str(term.rows),
