@@ -19,7 +19,7 @@ chat.ini's ``[sysop]`` decides whether a page goes out: it is refused with a
 message when the sysop is not available (the ``available`` toggle and
 ``hours``) unless the caller meets ``override_ars``; a page that goes out
 rings on the caller's screen for ``page_duration`` seconds (``page_bell``: a
-beep each second).
+beep each second) or until the caller presses a key.
 """
 from __future__ import annotations
 
@@ -253,12 +253,16 @@ async def _may_page(session: "Session", settings: ChatConfig, operator: str) -> 
 
 async def _ring(session: "Session", settings: ChatConfig, sysop: str) -> None:
     """The page rings on the caller's screen: a dot (and a beep with
-    page_bell) each second for page_duration seconds."""
+    page_bell) each second for page_duration seconds, or until the caller
+    presses a key (as in Synchronet). It waits on the terminal, so a caller
+    who hangs up or is dropped, or the BBS shutting down, ends it at once
+    (Hangup)."""
     if not settings.page_duration:
         return
     await session.print(f"\x01n\x01cPaging \x01h{_safe(sysop)}\x01n\x01c for chat")
     for _ in range(settings.page_duration):
-        await asyncio.sleep(1.0)
+        if await session.term.getkey(timeout=1.0) is not None:
+            break  # a key stops the ringing
         await session.term.write(("\x07" if settings.page_bell else "") + ".")
     await session.term.write("\x01n\r\n")
 

@@ -20,7 +20,7 @@ from console.model import ConsoleModel
 from console.spy import SPY_BACKLOG, SPY_REFRESH, SPY_SLICE, CallerScreen, ChatView, SpyView, key_bytes
 from nodes import terminal as t
 from nodes.io import Hangup, QueueLink, Terminal
-from nodes.screens.chat import _CallerSide, sysop_chat
+from nodes.screens.chat import _CallerSide, _ring, sysop_chat
 from tests.support import run_async
 
 SIZE = (120, 30)
@@ -218,6 +218,44 @@ def test_a_break_in_that_wrote_nothing_leaves_the_prompt_as_it_was():
         link.feed(b"a")
         assert await choice == "A"
         assert bytes(link.sent).endswith(b"Command: A\r\n")
+        term.close()
+    run_async(scenario())
+
+
+def test_a_ringing_page_notices_a_hang_up_or_shutdown_at_once_and_a_key_stops_it():
+    """The page rings for page_duration seconds (30 here) on the terminal's
+    own key wait: a dropped caller or a shutdown ends it within the first
+    second, a key stops the ringing."""
+    settings = SimpleNamespace(page_duration=30, page_bell=True)
+
+    def ringing() -> tuple[MemoryLink, Terminal, asyncio.Future]:
+        link, term = terminal()
+        session = SimpleNamespace(term=term, print=term.write)
+        return link, term, asyncio.ensure_future(_ring(session, settings, "Sysop"))
+
+    async def scenario():
+        link, term, ring = ringing()
+        await asyncio.sleep(0.05)
+        link.close()                                          # the caller hangs up
+        with pytest.raises(Hangup) as caught:
+            await asyncio.wait_for(ring, 0.5)
+        assert caught.value.reason == "disconnected"
+        term.close()
+
+        link, term, ring = ringing()
+        await asyncio.sleep(0.05)
+        term.shutdown.set()
+        with pytest.raises(Hangup) as caught:
+            await asyncio.wait_for(ring, 0.5)
+        assert caught.value.reason == "shutdown"
+        term.close()
+
+        link, term, ring = ringing()
+        await asyncio.sleep(1.2)
+        link.feed(b"x")
+        await asyncio.wait_for(ring, 0.5)
+        assert bytes(link.sent).endswith(b" for chat\x07.\r\n")       # one ring, then the key stopped it
+        assert not term.keys                                  # the key is taken
         term.close()
     run_async(scenario())
 
