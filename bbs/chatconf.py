@@ -65,9 +65,6 @@ class ChatConfig:
         start, end = self.hours
         return start <= minute < end if start <= end else (minute >= start or minute < end)
 
-    def channel(self, code: str) -> ChannelConfig | None:
-        return next((c for c in self.channels if c.code.lower() == code.lower()), None)
-
 
 def parse_hours(text: str) -> tuple[int, int] | None:
     """``08:00-22:30`` -> (480, 1350); blank -> None (any time)."""
