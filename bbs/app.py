@@ -92,10 +92,19 @@ class App:
             self._tls = server_context(glob.tls_certificate, glob.tls_private_key)
         return self._tls
 
-    def reset_tls(self) -> None:
+    def reset_tls(self, context: ssl.SSLContext | None = None) -> ssl.SSLContext | None:
         """Forget the TLS context: the next use reads the certificate files
-        again (a recycle after the sysop replaced them)."""
-        self._tls = None
+        again (a recycle after the sysop replaced them); ``context``: use that
+        one again (a failed recycle). Returns the context it had."""
+        old, self._tls = self._tls, context
+        return old
+
+    def prepare_tls(self) -> None:
+        """Load the TLS context now when a listener has TLS on: a bad
+        certificate fails the start or recycle (not each TLS caller), and a
+        missing one is generated here, not in a caller's connection."""
+        if any(item.tls.value == "on" for item in self.config.listeners):
+            self.tls_context()
 
     async def open(self, announce_password: Callable[[str, str], None] | None = None) -> None:
         """Open databases, create folders, the TLS certificate and (on the
@@ -113,8 +122,7 @@ class App:
         await self.files.open()
         self.instance.logs.mkdir(parents=True, exist_ok=True)
         self.config.make_folders()
-        if any(item.tls.value == "on" for item in self.config.listeners):
-            self.tls_context()
+        self.prepare_tls()
         await self.ensure_sysop(announce_password)
 
     async def ensure_sysop(self, announce: Callable[[str, str], None] | None) -> User | None:

@@ -19,8 +19,9 @@ What each action does:
   **Connected callers go on** with the server they connected to; only new
   connections get the new configuration. The replaced parts' stop hook runs
   once the last of those callers has gone (or at shutdown). When the new
-  sockets cannot be bound, the server comes back with the configuration it
-  had, and the recycle reports the bind error.
+  sockets cannot be bound or the TLS certificate does not load, the server
+  comes back with the configuration (and certificate) it had, and the
+  recycle reports the error.
 * A recycle of one server takes its own sbbs.ini section and listener
   sockets (services.ini for the Services); ``[Global]`` takes effect with a
   recycle of all. Every recycle takes the board configuration shared by all
@@ -298,7 +299,7 @@ class ServerControl:
             old_rules = self.app.login.rules
             if server is None:
                 self.app.login.rules = new.server.global_.login
-            self.app.reset_tls()  # a replaced certificate is read again
+            old_tls = self.app.reset_tls()  # a replaced certificate is read again
             starting = [s for s in targets if s in configured(self.app.config)]
             try:
                 await asyncio.to_thread(self.app.config.make_folders)  # new file dirs (file.ini)
@@ -308,7 +309,7 @@ class ServerControl:
                           what, _failure(exc), **_tag(server))
                 self.app.config = old
                 self.app.login.rules = old_rules
-                self.app.reset_tls()
+                self.app.reset_tls(old_tls)  # callers keep the certificate that worked
                 await self._relaunch(list(halted), halted)
                 reason = self._short(exc)
                 for name in targets:
@@ -432,6 +433,7 @@ class ServerControl:
             listeners = [i for i in config.listeners if i.server in parts and i.service in handlers]
             groups = {s: getattr(config.server, s).common for s in parts}
             await self.app.listeners.bind(listeners, groups)
+            self.app.prepare_tls()  # a bad certificate fails the launch like a bind error
             await self.app.listeners.start(handlers)
         except BaseException:
             await self.app.listeners.close_listeners({s for p in parts.values() for s in p.handlers})

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,29 @@ def test_a_recycle_or_start_makes_the_folders_of_new_file_dirs(instance: Path):
             started = add_dir("STARTED")
             await app.servers.start("ftp")
             assert started.is_dir()
+    run_async(main(), timeout=60)
+
+
+def test_a_bad_certificate_keeps_the_servers_as_they_were(instance: Path):
+    client = ssl.create_default_context()
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+
+    async def pop3s_greets(app: App) -> bool:
+        reader, writer = await asyncio.open_connection("127.0.0.1", app.listeners.port_of("pop3s"), ssl=client)
+        greeting = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        return greeting.startswith(b"+OK")
+
+    async def main():
+        async with running(instance) as app:
+            assert await pop3s_greets(app)
+            (instance / "data" / "tls" / "server.crt").write_text("not a certificate\n")
+            for server in ("services", "mail", None):                  # NNTPS; POP3S and STLS
+                with pytest.raises(ControlError, match=r"SSLError: .*\(not recycled: running as before\)"):
+                    await app.servers.recycle(server)
+                assert status_of(app, "services").state == status_of(app, "mail").state == "running"
+                assert await pop3s_greets(app)                          # the certificate that worked
     run_async(main(), timeout=60)
 
 
