@@ -221,14 +221,22 @@ class ListenerManager:
         return asyncio.ensure_future(asyncio.gather(*starts))
 
     async def _serve(self, loop, item, sock, factory) -> None:
-        server = await loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
+        try:
+            server = await loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
+        except BaseException:
+            sock.close()  # out of _sockets and in no server: nothing else would close it
+            raise
         self._servers.append((item, server))
         host, port = sock.getsockname()[:2]
         log.info("%s listening on %s port %d%s", item.service, host, port,
                  {TLSMode.ON: " (TLS)", TLSMode.EXT: " (TLS by proxy)"}.get(item.tls, ""), **_tag(item))
 
     async def _serve_udp(self, loop, item, sock, handler: ServiceHandler) -> None:
-        transport, _ = await loop.create_datagram_endpoint(lambda: _DatagramGate(self, item, handler), sock=sock)
+        try:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _DatagramGate(self, item, handler), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         self._udp.append((item, transport))
         host, port = sock.getsockname()[:2]
         log.info("%s listening on %s UDP port %d", item.service, host, port, **_tag(item))

@@ -267,6 +267,33 @@ def test_bind_retry_succeeds_when_port_frees(tmp_path):
     run(main())
 
 
+def test_a_socket_that_fails_to_start_serving_is_closed(tmp_path):
+    async def refuse(*args, **kwargs):
+        raise OSError(errno.ENOMEM, "out of memory")
+
+    async def main():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        h = Harness(tmp_path)
+        items = [listener(port=port), listener(name="u", port=port, transport="udp")]
+        await h.manager.bind(items, {"bbs": common()})
+        loop = asyncio.get_running_loop()
+        loop.create_server = loop.create_datagram_endpoint = refuse    # the loop fails to serve them
+        try:
+            with pytest.raises(OSError, match="out of memory") as failure:
+                await h.manager.start({"test": ServiceHandler(stream=h.banner, datagram=refuse)})
+            await asyncio.sleep(0)
+        finally:
+            del loop.create_server, loop.create_datagram_endpoint
+        # Closed at once, not when the failure (its traceback holds the socket) is collected:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):            # the port is free again
+            with socket.socket(socket.AF_INET, kind) as again:
+                again.bind(("127.0.0.1", port))
+        del failure
+    run(main())
+
+
 def test_bind_advice_for_permission_denied():
     message = _bind_advice(listener(port=23), "0.0.0.0", 23, OSError(errno.EACCES, "Permission denied"))
     assert "permission denied" in message and "port above 1023" in message
