@@ -49,6 +49,7 @@ class LiveConfig(Generic[T]):
         self._instance = instance
         self._value = initial
         self._stamp = self._stat()
+        self._text: str | None = None  # _read keeps it when the file cannot be read
         self._text = self._read()
 
     def _stat(self) -> tuple | None:

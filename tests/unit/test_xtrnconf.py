@@ -204,6 +204,17 @@ def test_live_config_follows_edits_and_keeps_the_last_good_one(tmp_path: Path, c
     assert live.current() == ChatConfig()                            # gone: the defaults
 
 
+def test_live_config_of_an_unreadable_file_keeps_its_settings_until_it_reads(tmp_path: Path, caplog):
+    path = tmp_path / "chat.ini"
+    path.mkdir()                                                     # read_text fails: IsADirectoryError
+    live = LiveConfig(path, load_chat, ChatConfig(), tmp_path, ChatConfig(available=False))
+    assert not live.current().available
+    assert f"{path}: cannot read: " in caplog.text
+    path.rmdir()
+    path.write_text("[sysop]\navailable = yes\n")
+    assert live.current().available
+
+
 def test_an_ans_files_own_colours_stay_until_a_ctrl_a_code():
     state = t.RenderState()
     out = "".join(t.render("\x01h\x01cA\x1b[1;31mRED\x1b[0m GREY", True, state))
