@@ -47,12 +47,6 @@ LEN_PAGE_REASON = 60
 QUEUE_LIMIT = 200
 
 
-def _safe(text: str) -> str:
-    """What one caller typed, safe to show others: no Ctrl-A codes, no
-    escape sequences (Ctrl-A codes would be expanded by the terminal)."""
-    return "".join(ch for ch in text if ch.isprintable())
-
-
 @dataclasses.dataclass
 class Member:
     node: int
@@ -80,7 +74,7 @@ class ChatChannel:
     def say(self, node: int, text: str) -> None:
         member = self.members.get(node)
         if member is not None:
-            self.broadcast(f"\x01n\x01c[{node}] {member.alias}: {_safe(text)}\x01n", exclude=node)
+            self.broadcast(f"\x01n\x01c[{node}] {member.alias}: {t.printable(text)}\x01n", exclude=node)
 
     def who(self) -> list[Member]:
         return [self.members[n] for n in sorted(self.members)]
@@ -160,12 +154,11 @@ async def chat_join(session: "Session", args: tuple[str, ...]) -> None:
     session.log.info("joined multinode chat channel %s", chosen.code)
     pump = asyncio.ensure_future(_pump(session, member))
     try:
-        await session.print(f"\r\n\x01n\x01h\x01wMultinode chat\x01n\x01c ({_safe(chosen.name)}): type to talk, "
+        await session.print(f"\r\n\x01n\x01h\x01wMultinode chat\x01n\x01c ({t.printable(chosen.name)}): type to talk, "
                             "\x01h/who\x01n\x01c lists who is here, \x01h/q\x01n\x01c leaves.\r\n")
         await _show_who(session, others, empty="\x01n\x01cNobody else is here yet.\r\n")
         while True:
-            line = t.printable(await session.term.getline("\x01n\x01h\x01bChat> \x01n", maxlen=LEN_CHAT_LINE))
-            text = line.strip()
+            text = (await session.term.getline("\x01n\x01h\x01bChat> \x01n", maxlen=LEN_CHAT_LINE)).strip()
             if not text:
                 continue
             command = text.lower()
@@ -193,7 +186,7 @@ async def _show_who(session: "Session", members: list[Member], empty: str = "") 
     await session.print("\x01n\x01h\x01wIn the chat:\x01n\r\n")
     for m in members:
         mine = " <- you" if m.node == session.node else ""
-        await session.term.write(f"\x01n\x01h\x01c  node {m.node:>3}  {_safe(m.alias)}{mine}\x01n\r\n")
+        await session.term.write(f"\x01n\x01h\x01c  node {m.node:>3}  {t.printable(m.alias)}{mine}\x01n\r\n")
 
 
 async def page_sysop(session: "Session", args: tuple[str, ...]) -> None:
@@ -213,8 +206,8 @@ async def page_sysop(session: "Session", args: tuple[str, ...]) -> None:
         await session.print("\x01n\x01h\x01rThere is no sysop account to page.\x01n\r\n")
         session.log.warning("page: no user named %r (main.ini Operator)", operator)
         return
-    reason = t.printable(await session.term.getline("\x01n\x01cReason for paging the sysop: \x01h",
-                                                    maxlen=LEN_PAGE_REASON)).strip()
+    reason = (await session.term.getline("\x01n\x01cReason for paging the sysop: \x01h",
+                                         maxlen=LEN_PAGE_REASON)).strip()
     if not reason:
         await session.print("\x01n\x01cNo page sent.\r\n")
         return
@@ -245,7 +238,7 @@ async def _may_page(session: "Session", settings: ChatConfig, operator: str) -> 
     if settings.available and settings.hours is not None:
         start, end = settings.hours
         hours = f" Pages are taken from {start // 60:02d}:{start % 60:02d} to {end // 60:02d}:{end % 60:02d}."
-    await session.print(f"\x01n\x01h\x01r{_safe(operator)} is not available for chat.\x01n\x01c{hours} "
+    await session.print(f"\x01n\x01h\x01r{t.printable(operator)} is not available for chat.\x01n\x01c{hours} "
                         "Leave feedback instead: \x01hE\x01n\x01c-mail, then \x01hF\x01n\x01c.\x01n\r\n")
     session.log.info("page refused: the sysop is not available (chat.ini [sysop])")
     return False
@@ -259,7 +252,7 @@ async def _ring(session: "Session", settings: ChatConfig, sysop: str) -> None:
     (Hangup)."""
     if not settings.page_duration:
         return
-    await session.print(f"\x01n\x01cPaging \x01h{_safe(sysop)}\x01n\x01c for chat")
+    await session.print(f"\x01n\x01cPaging \x01h{t.printable(sysop)}\x01n\x01c for chat")
     for _ in range(settings.page_duration):
         if await session.term.getkey(timeout=1.0) is not None:
             break  # a key stops the ringing
@@ -280,7 +273,7 @@ class _CallerSide(ChatSide):
         self.showing = True  # the chat screen runs; cleared when it returns
 
     def line(self, text: str) -> None:
-        self.session.term.notify(f"\x01n\x01h\x01y{_safe(self.chat.sysop)}: \x01n\x01y{text}")
+        self.session.term.notify(f"\x01n\x01h\x01y{t.printable(self.chat.sysop)}: \x01n\x01y{text}")
 
     def ended(self, by: str) -> None:
         if by == "sysop":
@@ -307,11 +300,10 @@ async def sysop_chat(session: "Session", chat: SysopChat) -> bool:
     session.set_activity("chatting with the sysop")
     session.log.info("chat with the sysop (%s) begins", chat.sysop)
     try:
-        await session.print(f"\r\n\x01n\x01h\x01y*** {_safe(chat.sysop)} (the sysop) is chatting with you. "
+        await session.print(f"\r\n\x01n\x01h\x01y*** {t.printable(chat.sysop)} (the sysop) is chatting with you. "
                             "\x01n\x01yType and press Enter; \x01h/q\x01n\x01y ends the chat.\x01n\r\n")
         while True:
-            line = t.printable(await session.term.getline("\x01n\x01h\x01gYou: \x01n", maxlen=LEN_SYSOP_CHAT_LINE))
-            text = line.strip()
+            text = (await session.term.getline("\x01n\x01h\x01gYou: \x01n", maxlen=LEN_SYSOP_CHAT_LINE)).strip()
             if text.lower() in ("/q", "/quit"):
                 chat.end("caller")
                 break
