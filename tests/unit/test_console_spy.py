@@ -234,21 +234,17 @@ def test_a_ringing_page_notices_a_hang_up_or_shutdown_at_once_and_a_key_stops_it
         return link, term, asyncio.ensure_future(_ring(session, settings, "Sysop"))
 
     async def scenario():
-        link, term, ring = ringing()
-        await asyncio.sleep(0.05)
-        link.close()                                          # the caller hangs up
-        with pytest.raises(Hangup) as caught:
-            await asyncio.wait_for(ring, 0.5)
-        assert caught.value.reason == "disconnected"
-        term.close()
-
-        link, term, ring = ringing()
-        await asyncio.sleep(0.05)
-        term.shutdown.set()
-        with pytest.raises(Hangup) as caught:
-            await asyncio.wait_for(ring, 0.5)
-        assert caught.value.reason == "shutdown"
-        term.close()
+        for reason in ("disconnected", "shutdown"):
+            link, term, ring = ringing()
+            await asyncio.sleep(0.05)
+            if reason == "disconnected":
+                link.close()                                  # the caller hangs up
+            else:
+                term.shutdown.set()
+            with pytest.raises(Hangup) as caught:
+                await asyncio.wait_for(ring, 0.5)
+            assert caught.value.reason == reason
+            term.close()
 
         link, term, ring = ringing()
         await asyncio.sleep(1.2)
