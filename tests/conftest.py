@@ -7,6 +7,31 @@ import pytest
 from tests.support import BBSProcess, make_instance
 
 
+STDERR_TAIL = 80
+"""Lines of each `bbs run` log shown under a failed test."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    BBSProcess.started.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test shows the end of the log of each `bbs run` it started:
+    CI keeps no instance directory, so this is all there is to go on."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for process in BBSProcess.started:
+        try:
+            lines = process.stderr().splitlines()[-STDERR_TAIL:]
+        except OSError as exc:
+            lines = [f"(cannot read {process.stderr_path}: {exc})"]
+        report.sections.append((f"bbs run {process.root} stderr (last {STDERR_TAIL} lines)", "\n".join(lines)))
+
+
 @pytest.fixture
 def instance(tmp_path: Path) -> Path:
     """A fresh instance directory configured for loopback and port 0."""

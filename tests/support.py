@@ -76,6 +76,10 @@ def make_instance(root: Path) -> Path:
 class BBSProcess:
     """`bbs run DIR` as a child process; ``ports`` maps service -> port once ready."""
 
+    started: list["BBSProcess"] = []
+    """The processes started by the running test (tests/conftest.py shows
+    their stderr when the test fails)."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.ports: dict[str, int] = {}
@@ -88,6 +92,7 @@ class BBSProcess:
         if listeners.exists():
             listeners.unlink()
         self._err = open(self.stderr_path, "w")
+        BBSProcess.started.append(self)
         self.proc = subprocess.Popen(bbs_command("run", str(self.root), "--headless"), cwd=REPO,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err)
         deadline = time.monotonic() + START_TIMEOUT
