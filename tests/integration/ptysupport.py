@@ -139,13 +139,31 @@ def run_program(child: pexpect.spawn, argv: list[str], cwd: Path, *, start: byte
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stdin.close()
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:  # bytes the program exited before reading
+            pass
         proc.stdout.close()
         termios.tcsetattr(fd, termios.TCSANOW, saved)
     if failure:
         raise failure[0]
-    child.buffer = bytes(transcript)
+    unread(child, bytes(transcript))
     return code
+
+
+def unread(child: pexpect.spawn, data: bytes) -> None:
+    """Make ``data`` what the next ``expect()`` searches first, all of it.
+
+    Setting ``child.buffer`` alone is not enough: pexpect 4.9 takes the
+    length of its ``_before`` (what came since the last match) as the
+    "fresh" part of the buffer and searches only that much of its end, so
+    a line followed by more text (the BBS's "Downloaded ..." then its
+    menu prompt, both written while the program was still running) was
+    never found.
+    """
+    child.buffer = data
+    child._before = child.buffer_type()
+    child._before.write(data)
 
 
 def expect_line(child: pexpect.spawn, text: str) -> None:
