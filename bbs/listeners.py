@@ -128,6 +128,7 @@ class ListenerManager:
         self._ids = itertools.count(1)
         self._groups: dict[str, _ServerGroup] = {}
         self._sockets: list[tuple[ListenerConfig, socket.socket]] = []
+        self._starting: list[tuple[ListenerConfig, socket.socket]] = []  # handed to start(), not serving yet
         self._servers: list[tuple[ListenerConfig, asyncio.AbstractServer]] = []
         self._per_address: dict[tuple[str, str], int] = {}
         self._auto_ports: dict[str, int] = {}  # port-0 listener name -> the port the OS gave
@@ -213,6 +214,10 @@ class ListenerManager:
             if not usable:
                 sock.close()
                 continue
+            # Until it serves, close_listeners() closes it: a start cancelled
+            # before this coroutine runs (a shutdown during a launch) would
+            # otherwise leave the port bound with no server to close it.
+            self._starting.append((item, sock))
             if item.transport == "udp":
                 starts.append(self._serve_udp(loop, item, sock, handler))
                 continue
@@ -220,12 +225,19 @@ class ListenerManager:
             starts.append(self._serve(loop, item, sock, factory))
         return asyncio.ensure_future(asyncio.gather(*starts))
 
+    def _started(self, item: ListenerConfig, sock: socket.socket) -> None:
+        """``sock`` serves now, or has failed to and is closed."""
+        if (item, sock) in self._starting:
+            self._starting.remove((item, sock))
+
     async def _serve(self, loop, item, sock, factory) -> None:
         try:
             server = await loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
         except BaseException:
             sock.close()  # out of _sockets and in no server: nothing else would close it
             raise
+        finally:
+            self._started(item, sock)
         self._servers.append((item, server))
         host, port = sock.getsockname()[:2]
         log.info("%s listening on %s port %d%s", item.service, host, port,
@@ -237,6 +249,8 @@ class ListenerManager:
         except BaseException:
             sock.close()
             raise
+        finally:
+            self._started(item, sock)
         self._udp.append((item, transport))
         host, port = sock.getsockname()[:2]
         log.info("%s listening on %s UDP port %d", item.service, host, port, **_tag(item))
@@ -358,13 +372,21 @@ class ListenerManager:
             else:
                 udp_keep.append((item, transport))
         self._udp = udp_keep
-        sockets_keep = []
-        for item, sock in self._sockets:  # bound, not started yet
+        self._sockets = self._close_unserved(self._sockets, wanted)    # bound, not started yet
+        self._starting = self._close_unserved(self._starting, wanted)  # being started
+
+    @staticmethod
+    def _close_unserved(pending: list[tuple[ListenerConfig, socket.socket]],
+                        wanted: set[str] | None) -> list[tuple[ListenerConfig, socket.socket]]:
+        """Close the sockets of ``pending`` whose service is ``wanted``
+        (None: all); returns the others."""
+        keep = []
+        for item, sock in pending:
             if wanted is None or item.service in wanted:
                 sock.close()
             else:
-                sockets_keep.append((item, sock))
-        self._sockets = sockets_keep
+                keep.append((item, sock))
+        return keep
 
     async def drain(self, grace: float) -> None:
         """Give open connections ``grace`` seconds to finish, then drop them."""

@@ -294,6 +294,27 @@ def test_a_socket_that_fails_to_start_serving_is_closed(tmp_path):
     run(main())
 
 
+def test_a_start_cancelled_before_serving_leaves_its_sockets_to_close_listeners(tmp_path):
+    """A shutdown that cancels a launch's start() before its sockets serve
+    (the rollback then calls close_listeners) leaves no port bound."""
+    async def main():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        h = Harness(tmp_path)
+        await h.manager.bind([listener(port=port), listener(name="u", port=port, transport="udp")],
+                             {"bbs": common()})
+        starting = h.manager.start({"test": ServiceHandler(stream=h.banner, datagram=h.banner)})
+        starting.cancel()                                           # before any of it has run
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        await h.manager.close_listeners()
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):          # the port is free again
+            with socket.socket(socket.AF_INET, kind) as again:
+                again.bind(("127.0.0.1", port))
+    run(main())
+
+
 def test_bind_advice_for_permission_denied():
     message = _bind_advice(listener(port=23), "0.0.0.0", 23, OSError(errno.EACCES, "Permission denied"))
     assert "permission denied" in message and "port above 1023" in message
