@@ -62,12 +62,14 @@ def reply_for(exc: BBSError) -> tuple[int, str]:
 class PasvLookup:
     """LOOKUP_PASV_IP: the IPv4 (A) or IPv6 (AAAA) address of ``hostname``
     (the BBS's public name), resolved with dnspython and cached per family
-    for the record's TTL."""
+    for the record's TTL; a failed look-up is remembered for
+    :data:`PASV_LOOKUP_MIN_TTL` seconds (one warning, and no PASV waits for
+    a DNS server that is down)."""
 
     def __init__(self, hostname: str, resolver: dns.asyncresolver.Resolver | None = None) -> None:
         self.hostname = hostname
         self.resolver = resolver
-        self._cached: dict[int, tuple[str, float]] = {}
+        self._cached: dict[int, tuple[str | None, float]] = {}
 
     async def address(self, family: int = 4) -> str | None:
         """The address of that family (4 or 6), or None when the name does
@@ -87,8 +89,9 @@ class PasvLookup:
         try:
             answer = await self.resolver.resolve(self.hostname, rdtype, lifetime=PASV_LOOKUP_TIMEOUT)
         except (dns.exception.DNSException, OSError) as exc:
-            log.warning("FTP LOOKUP_PASV_IP: %s has no %s record (%s); using the configured address",
-                        self.hostname, rdtype, exc.__class__.__name__)
+            log.warning("FTP LOOKUP_PASV_IP: %s has no %s record (%s); using the configured address "
+                        "for %.0f s", self.hostname, rdtype, exc.__class__.__name__, PASV_LOOKUP_MIN_TTL)
+            self._cached[family] = (None, now + PASV_LOOKUP_MIN_TTL)
             return None
         address = str(answer[0])
         ttl = min(max(float(answer.rrset.ttl), PASV_LOOKUP_MIN_TTL), PASV_LOOKUP_MAX_TTL)

@@ -227,9 +227,11 @@ def test_pasv_lookup_resolves_the_hostname_with_dnspython():
             assert await lookup.address() == "192.0.2.55"
             assert await lookup.address() == "192.0.2.55"
             assert responder.queries == ["bbs.example."]       # cached for the record's TTL
-            assert await PasvLookup("nosuch.example", resolver).address() is None
+            missing = PasvLookup("nosuch.example", resolver)
+            assert await missing.address() is None
+            assert await missing.address() is None
             assert await PasvLookup("198.51.100.4", resolver).address() == "198.51.100.4"
-            assert responder.queries == ["bbs.example.", "nosuch.example."]
+            assert responder.queries == ["bbs.example.", "nosuch.example."]   # the failure is remembered too
         finally:
             transport.close()
     run_async(main())
