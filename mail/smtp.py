@@ -690,17 +690,14 @@ def _post_parts(raw: bytes, sender: str) -> tuple[str, str, str]:
 
 
 def _body(raw: bytes) -> bytes:
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        index = raw.find(sep)
-        if index >= 0:
-            return raw[index + len(sep):]
-    return b""
+    """What follows the header section of ``raw`` (nothing when it has no end)."""
+    return raw[len(header_block(raw)):]
 
 
 def _tag_subject(raw: bytes, tag: str, subject: str) -> bytes:
     """Prefix the Subject with ``tag`` (DNSBlacklistSubject), adding one if absent."""
     tagged = f"{tag}: {subject}".encode("utf-8", "replace") if subject else tag.encode()
-    match = re.search(rb"(?im)^Subject:[^\r\n]*(\r?\n[ \t][^\r\n]*)*", raw[:len(raw) - len(_body(raw))])
+    match = re.search(rb"(?im)^Subject:[^\r\n]*(\r?\n[ \t][^\r\n]*)*", header_block(raw))
     if match:
         return raw[:match.start()] + b"Subject: " + tagged + raw[match.end():]
     return b"Subject: " + tagged + b"\r\n" + raw

@@ -110,3 +110,13 @@ def test_dnsbl_names_and_dns_server_setting():
     assert parse_dns_server("[::1]:53") == ("::1", 53)
     with pytest.raises(ValueError):
         parse_dns_server("dns.example")
+
+
+@pytest.mark.parametrize("raw, body", [
+    (b"Subject: a\r\n\r\nbody\r\n", b"body\r\n"),
+    (b"Subject: a\n\nbody with\r\n\r\na blank line\n", b"body with\r\n\r\na blank line\n"),  # the first end counts
+    (b"Subject: no body", b""),
+])
+def test_body_follows_the_first_end_of_the_headers(raw, body):
+    from mail.smtp import _body
+    assert _body(raw) == body
