@@ -192,12 +192,15 @@ class MailProcessors:
         try:
             return await self.hooks.call(hook.target, message, self.timeout)
         except TimeoutError:
-            logger.warning("%s !SMTP MAIL PROCESSOR %s TIMED OUT after %.1fs: message accepted "
-                           "unchanged", prefix, hook.text, self.timeout)
+            self._timed_out(hook, logger, prefix)
         except HookError as exc:
             logger.warning("%s !SMTP MAIL PROCESSOR %s (%s:%d) FAILED: %s: message accepted unchanged",
                            prefix, hook.text, self.path.name, hook.line, exc)
         return None
+
+    def _timed_out(self, command: Command | Hook, logger: Any, prefix: str) -> None:
+        logger.warning("%s !SMTP MAIL PROCESSOR %s TIMED OUT after %.1fs: message accepted "
+                       "unchanged", prefix, command.text, self.timeout)
 
     async def _one(self, command: Command, raw: bytes, env: dict[str, str], logger: Any,
                    prefix: str) -> Decision | None:
@@ -215,8 +218,7 @@ class MailProcessors:
         except asyncio.TimeoutError:
             _kill_group(proc)
             await proc.wait()
-            logger.warning("%s !SMTP MAIL PROCESSOR %s TIMED OUT after %.1fs: message accepted "
-                           "unchanged", prefix, command.text, self.timeout)
+            self._timed_out(command, logger, prefix)
             return None
         except BaseException:
             _kill_group(proc)
