@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from bbs.ars import AccessContext
@@ -455,20 +455,30 @@ def read_display_file(text_dir: Path, name: str, ansi: bool) -> str | None:
     """Read text/NAME: NAME.ans (CP437, for ANSI callers), else NAME.msg or
     NAME.asc (UTF-8 text with Ctrl-A codes). None when none exists or the
     name tries to leave text/."""
-    base = (text_dir / name).resolve()
-    if text_dir.resolve() not in base.parents:
+    base = inside(text_dir, name)
+    if base is None:
         return None
-    candidates = ([(".ans", "cp437")] if ansi else []) + [(".msg", "utf-8"), (".asc", "utf-8")]
-    for suffix, encoding in candidates:
-        path = base.with_name(base.name + suffix)
+    for suffix in ([".ans"] if ansi else []) + [".msg", ".asc"]:
         try:
-            data = path.read_bytes()
+            data = base.with_name(base.name + suffix).read_bytes()
         except OSError:
             continue
-        if suffix == ".ans":
-            data = data.split(b"\x1a", 1)[0]  # SAUCE record follows an EOF mark
-        return data.decode(encoding, "replace")
+        return decode_display(data, suffix)
     return None
+
+
+def inside(text_dir: Path, name: str | PurePath) -> Path | None:
+    """text/NAME resolved, or None when NAME would leave text/."""
+    path = (text_dir / name).resolve()
+    return path if text_dir.resolve() in path.parents else None
+
+
+def decode_display(data: bytes, suffix: str) -> str:
+    """A display file's text: ``.ans`` is CP437 up to its EOF mark (a SAUCE
+    record follows it), the others UTF-8."""
+    if suffix.lower() == ".ans":
+        return data.split(b"\x1a", 1)[0].decode("cp437", "replace")
+    return data.decode("utf-8", "replace")
 
 
 #: Serialises the read-modify-write of logon.lst (record_caller runs in

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING
 
 from bbs.textconf import TextConfig, TextFile, TextSection
 from nodes.screens.picker import browse
-from nodes.session import read_display_file
+from nodes.session import decode_display, inside, read_display_file
 
 if TYPE_CHECKING:
     from nodes.session import Session
 
-#: Extensions whose Ctrl-A codes and @-codes are interpreted (display files).
-DISPLAY_SUFFIXES = (".msg", ".asc")
+#: Extensions of display files: ANSI art (CP437) and text whose Ctrl-A
+#: codes and @-codes are interpreted.
+DISPLAY_SUFFIXES = (".ans", ".msg", ".asc")
 
 
 def text_settings(session: "Session") -> TextConfig:
@@ -38,18 +39,15 @@ def read_text_file(text_dir: Path, path: PurePosixPath, ansi: bool) -> tuple[str
     if not path.suffix:
         text = read_display_file(text_dir, str(path), ansi)
         return (text, True) if text is not None else None
-    target = (text_dir / path).resolve()
-    if text_dir.resolve() not in target.parents:
+    target = inside(text_dir, path)
+    if target is None:
         return None
     try:
         data = target.read_bytes()
     except OSError:
         return None
-    suffix = path.suffix.lower()
-    if suffix == ".ans":
-        return data.split(b"\x1a", 1)[0].decode("cp437", "replace"), True
-    text = data.decode("utf-8", "replace")
-    if suffix in DISPLAY_SUFFIXES:
+    text = decode_display(data, path.suffix)
+    if path.suffix.lower() in DISPLAY_SUFFIXES:
         return text, True
     return text.replace("\x01", ""), False  # plain text: no codes
 
