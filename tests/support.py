@@ -1,6 +1,7 @@
 """Helpers for tests that run the real `bbs` command on a temp instance."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -125,6 +126,18 @@ class BBSProcess:
             code = self.proc.wait()
         self._err.close()
         return code
+
+
+async def until(predicate, timeout: float = 15.0, poll: float = 0.01) -> None:
+    """Wait (polling the running loop every ``poll`` seconds) until
+    ``predicate()`` holds; fail after ``timeout`` seconds. A deadline, not a
+    count of polls: under CPU load a poll takes longer than ``poll``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not reached in {timeout:g} s")
+        await asyncio.sleep(poll)
 
 
 def run_async(coro, timeout: float = 30.0):

@@ -18,7 +18,6 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import dns.flags
 import dns.message
@@ -401,15 +400,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait (polling the loop) until ``predicate()`` holds; fail after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def message(subject: str = "Hello", body: str = "Hi there.\r\n.leading dot\r\n") -> bytes:

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from tests.integration.sendmail_support import FakeDNS, Sink, message, sendmail_instance, until
+from tests.integration.sendmail_support import FakeDNS, Sink, message, sendmail_instance
 from tests.integration.test_sendmail_direct import Harness
-from tests.support import run_async
+from tests.support import run_async, until
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from bbs.mailbox import MailStore
 from mail.mx import MXResolver
 from mail.sendmail import SendMail, retry_delay
 from tests.integration.sendmail_support import (PERMFAIL, TEMPFAIL, Clock, FakeDNS, ScriptedPeer, Sink,
-                                                make_app, message, sendmail_instance, until)
-from tests.support import run_async
+                                                make_app, message, sendmail_instance)
+from tests.support import run_async, until
 
 SENDER = "alice@bbs.test"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sendmail_support import FakeDNS, message, sendmail_instance, until
+from tests.integration.sendmail_support import FakeDNS, message, sendmail_instance
 from tests.integration.test_sendmail_direct import SENDER, Harness
-from tests.support import run_async
+from tests.support import run_async, until
 
 SMTP_SINK = shutil.which("smtp-sink") or ("/usr/sbin/smtp-sink" if os.path.exists("/usr/sbin/smtp-sink") else None)
 pytestmark = pytest.mark.skipif(SMTP_SINK is None, reason="Postfix smtp-sink not installed (bash .ci/run installs it)")

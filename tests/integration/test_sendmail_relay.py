@@ -8,9 +8,9 @@ import logging
 import pytest
 
 from tests.integration.sendmail_support import (RELAY_PASSWORD, RELAY_USER, FakeDNS, Sink, message,
-                                                sendmail_instance, until)
+                                                sendmail_instance)
 from tests.integration.test_sendmail_direct import SENDER, Harness
-from tests.support import run_async
+from tests.support import run_async, until
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import ssl
 
 import pytest
 
 from bbs.mailbox import MailStore
-from tests.integration.sendmail_support import FakeDNS, Sink, message, sendmail_instance, until
+from tests.integration.sendmail_support import FakeDNS, Sink, message, sendmail_instance
 from tests.integration.test_services import add_user
-from tests.support import BBSProcess, run_async
+from tests.support import BBSProcess, run_async, until
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from console.spy import SPY_BACKLOG, SPY_REFRESH, SPY_SLICE, CallerScreen, ChatV
 from nodes import terminal as t
 from nodes.io import Hangup, QueueLink, Terminal
 from nodes.screens.chat import _CallerSide, _ring, sysop_chat
-from tests.support import run_async
+from tests.support import run_async, until
 
 SIZE = (120, 30)
 
@@ -388,13 +388,6 @@ def test_spy_shows_the_callers_screen_and_types_for_the_sysop(app: App, caplog):
 
 
 def test_a_flooding_node_costs_the_console_a_bounded_backlog(app: App):
-    async def until(condition) -> None:
-        for _ in range(1000):
-            if condition():
-                return
-            await asyncio.sleep(0.001)
-        raise AssertionError("never happened")
-
     async def scenario():
         ui = console(app)
         link, term, access = caller_on_node_1(app, "utf-8")
@@ -408,15 +401,15 @@ def test_a_flooding_node_costs_the_console_a_bounded_backlog(app: App):
         term.write_raw(b"x" * 100_000)                             # one write longer than that
         assert sum(map(len, view._pending)) == SPY_BACKLOG
         await term.write("\x01Lline 01999 of a long listing\r\n")
-        await until(lambda: not view._pending and not view._feeding and view._timer is None)
+        await until(lambda: not view._pending and not view._feeding and view._timer is None, poll=0.001)
         lines = view.screen.lines()                                # the latest output is on screen
         assert lines[0].startswith("line 01999 of a long listing") and "x" not in "".join(lines)
         assert view._next_flush > 0                                # the next batch waits its share
 
         term.write_raw(b"y" * (3 * SPY_SLICE))                      # fed in slices, one per loop turn ...
-        await until(lambda: view._feeding)
+        await until(lambda: view._feeding, poll=0.001)
         await term.write("\x01Llate line\r\n")                     # ... output meanwhile is not forgotten
-        await until(lambda: not view._pending and not view._feeding and view._timer is None)
+        await until(lambda: not view._pending and not view._feeding and view._timer is None, poll=0.001)
         assert view.screen.lines()[0].startswith("late line")
         press(ui, SIZE, "ctrl ]")
         await asyncio.sleep(0.01)
