@@ -3,7 +3,6 @@ IPv6, bind retry, tracking, and crash isolation."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import socket
@@ -20,7 +19,7 @@ from bbs.listenconf import ListenerConfig, TLSMode, parse_networks
 from bbs.listeners import BindError, Connection, ListenerManager, ServiceHandler, _bind_advice
 from bbs.loginattempts import LoginAttemptRules, LoginAttemptTracker
 from bbs.tlscert import ensure_certificate, server_context
-from tests.support import run_async
+from tests.support import run_async, until
 
 BANNER = b"hello\r\n"
 
@@ -144,10 +143,7 @@ def test_per_address_limit_counts_open_connections(tmp_path):
         assert await greeted(h.port(), source="127.0.0.9")      # another address is fine
         first[1].close()
         await first[1].wait_closed()
-        for _ in range(100):                                    # the server sees the close
-            if len(h.manager.connections) <= 1:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: len(h.manager.connections) <= 1)   # the server sees the close
         assert await greeted(h.port())
         second[1].close()
         await h.stop()
@@ -413,11 +409,7 @@ def test_protocol_factory_and_connection_tracking(tmp_path):
         assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
         assert len(h.manager.connections) == 1
         writer.close()
-        for _ in range(100):
-            if not h.manager.connections:
-                break
-            await asyncio.sleep(0.02)
-        assert not h.manager.connections
+        await until(lambda: not h.manager.connections)
         kinds = [type(e) for e in h.events if isinstance(e, (ConnectionOpened, ConnectionClosed))]
         assert kinds == [ConnectionOpened, ConnectionClosed]
         await h.stop()
@@ -466,10 +458,7 @@ def test_udp_listener_admission_and_rate_limit(tmp_path):
         client, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
         for number in range(UDP_MAX_PER_SECOND + 10):
             client.sendto(b"%d" % number)
-        for _ in range(100):
-            if len(replies) >= UDP_MAX_PER_SECOND:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: len(replies) >= UDP_MAX_PER_SECOND)
         await asyncio.sleep(0.2)
         assert sorted(replies) == sorted(b"echo %d" % n for n in range(UDP_MAX_PER_SECOND))
         assert [e.reason for e in h.events if isinstance(e, ConnectionRefused)] == ["in the listener's Deny list"]
