@@ -13,12 +13,14 @@ STDERR_TAIL = 80
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    BBSProcess.started.clear()
+    """Forget the processes that have ended; one still running (a
+    module-scoped server) serves this test too, so its log is shown."""
+    BBSProcess.started[:] = [p for p in BBSProcess.started if p.proc is not None and p.proc.poll() is None]
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A failed test shows the end of the log of each `bbs run` it started:
+    """A failed test shows the end of the log of each `bbs run` it used:
     CI keeps no instance directory, so this is all there is to go on."""
     outcome = yield
     report = outcome.get_result()

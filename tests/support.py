@@ -78,8 +78,9 @@ class BBSProcess:
     """`bbs run DIR` as a child process; ``ports`` maps service -> port once ready."""
 
     started: list["BBSProcess"] = []
-    """The processes started by the running test (tests/conftest.py shows
-    their stderr when the test fails)."""
+    """The processes the running test uses: started by it or still running
+    from a wider fixture (tests/conftest.py shows their stderr when the
+    test fails)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
