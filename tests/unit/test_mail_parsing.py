@@ -8,6 +8,7 @@ import pytest
 
 from mail.address import is_local_domain, parse_address, parse_path, split_prefix, split_tag
 from mail.pop3proto import CommandError, State, multiline, parse_command, split_user, top
+from mail.smtp import _body
 from mail.spam import dnsbl_query_name, parse_dns_server
 
 LOCAL = frozenset({"bbs.test"})
@@ -118,5 +119,4 @@ def test_dnsbl_names_and_dns_server_setting():
     (b"Subject: no body", b""),
 ])
 def test_body_follows_the_first_end_of_the_headers(raw, body):
-    from mail.smtp import _body
     assert _body(raw) == body
