@@ -407,7 +407,7 @@ def test_a_flooding_node_costs_the_console_a_bounded_backlog(app: App):
         assert view._next_flush > 0                                # the next batch waits its share
 
         term.write_raw(b"y" * (3 * SPY_SLICE))                      # fed in slices, one per loop turn ...
-        await until(lambda: view._feeding, poll=0.001)
+        await until(lambda: view._feeding, poll=0)   # each turn: all slices can pass in one 1 ms sleep
         await term.write("\x01Llate line\r\n")                     # ... output meanwhile is not forgotten
         await until(lambda: not view._pending and not view._feeding and view._timer is None, poll=0.001)
         assert view.screen.lines()[0].startswith("late line")
