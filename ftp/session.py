@@ -29,8 +29,6 @@ from ftp.vfs import Kind
 
 log = logging.getLogger(__name__)
 
-#: MaxInactivity 0 means no limit; a day stands for it.
-NO_LIMIT_TIMEOUT = 24 * 60 * 60.0
 #: Failed logins one connection may make before it is closed (pyftpdlib's
 #: max_login_attempts; the LoginAttempt* rules apply across connections).
 MAX_LOGIN_ATTEMPTS = 3
@@ -65,6 +63,10 @@ class Session(TransferCommands):
         self.prefix = f"FTP {conn.address}"
         self.login_failures = 0
         self.bookkeeping: set[asyncio.Task] = set()
+        self.loop = asyncio.get_running_loop()
+        self.last_input = self.loop.time()
+        self.idled_out = False
+        self.idle_timer: asyncio.TimerHandle | None = None
         self.pbsz = False
         self.prot_p = False
         self._reset_login()
@@ -72,6 +74,7 @@ class Session(TransferCommands):
 
     def _reset_login(self) -> None:
         self.pending_user = ""
+        self.guest_account: User | None = None
         self.user: User | None = None
         self.guest = False
         self.ctx = AccessContext(protocol="ftp")
@@ -96,22 +99,35 @@ class Session(TransferCommands):
 
     async def _read_line(self) -> bytes | None:
         """The next control line; None at end of input or after MaxInactivity
-        (not counted while a transfer runs)."""
-        limit = self.service.inactivity or NO_LIMIT_TIMEOUT
-        while True:
-            try:
-                return await asyncio.wait_for(self.reader.readuntil(b"\n"), limit)
-            except asyncio.TimeoutError:
-                if self.transfer is not None and not self.transfer.done():
-                    continue
-                log.info("%s inactive for %g seconds; disconnecting", self.prefix, limit)
+        (see :meth:`_watch_idle`)."""
+        try:
+            line = await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            if self.idled_out:
+                log.info("%s inactive for %g seconds; disconnecting", self.prefix, self.service.inactivity)
                 await self.reply(421, "Inactivity time-out; closing the connection.")
-                return None
-            except asyncio.IncompleteReadError:
-                return None
-            except asyncio.LimitOverrunError as exc:
-                await self.reader.readexactly(exc.consumed)
-                return b"\0" * (proto.MAX_COMMAND_LINE + 1)
+            return None
+        except asyncio.LimitOverrunError as exc:
+            await self.reader.readexactly(exc.consumed)
+            line = b"\0" * (proto.MAX_COMMAND_LINE + 1)
+        self.last_input = self.loop.time()
+        return line
+
+    def _watch_idle(self) -> None:
+        """MaxInactivity: one timer per session, re-armed from the time of the
+        last line (a timer per line cost more than the command it timed). A
+        running transfer counts as activity. When the limit is reached the
+        reader is ended, so :meth:`_read_line` says why and returns None."""
+        limit = self.service.inactivity
+        now = self.loop.time()
+        if self.transfer is not None and not self.transfer.done():
+            self.last_input = now
+        idle = now - self.last_input
+        if idle >= limit:
+            self.idled_out = True
+            self.reader.feed_eof()
+            return
+        self.idle_timer = self.loop.call_later(limit - idle, self._watch_idle)
 
     def later(self, coro: Any, what: str) -> None:
         """Run storage bookkeeping (logon and transfer statistics) after the
@@ -146,6 +162,8 @@ class Session(TransferCommands):
             # without it a 226 after a 150 waits ~40 ms for a delayed ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         bad = 0
+        if self.service.inactivity:
+            self.idle_timer = self.loop.call_later(self.service.inactivity, self._watch_idle)
         try:
             await self.reply(220, f"{self.app.config.system.name} FTP Server ready.")
             while not self.done:
@@ -169,6 +187,8 @@ class Session(TransferCommands):
                     log.debug("%s << %s %s", self.prefix, command.verb, shown)
                 await self.dispatch(command)
         finally:
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
             await self._end_transfer()
             await self.settle()
             self._close_data_setup()
@@ -210,7 +230,7 @@ class Session(TransferCommands):
         guest_name = self.app.config.system.guest_name
         if name.lower() in GUEST_NAMES or name.lower() == guest_name.lower():
             try:
-                await self.app.users.find(guest_name)
+                self.guest_account = await self.app.users.find(guest_name)
             except BBSError:
                 log.info("%s anonymous login refused: no %s account", self.prefix, guest_name)
                 await self.reply(530, MSG_NO_GUEST)
@@ -225,18 +245,12 @@ class Session(TransferCommands):
         name, password = self.pending_user, cmd.arg
         self.pending_user = ""
         if self.guest:
-            if "@" not in password:
+            user, self.guest_account = self.guest_account, None  # found by USER a moment ago
+            if "@" not in password or user is None:
                 self.guest = False
                 await self.reply(530, "Guests give their e-mail address as the password.")
                 return
-            try:
-                user = await self.app.users.find(name)
-            except BBSError:
-                self.guest = False
-                await self.reply(530, MSG_NO_GUEST)
-                return
-            log.info("%s guest login (%s)", self.prefix, password[:60].replace("%", "%%"))
-            await self._logged_in(user, "Guest logged in.")
+            await self._logged_in(user, "Guest logged in.", f" as guest ({password[:60]})")
             return
         try:
             user = await self.app.users.verify(name, password)
@@ -253,7 +267,7 @@ class Session(TransferCommands):
             return
         await self._logged_in(user, "User logged in.")
 
-    async def _logged_in(self, user: User, text: str) -> None:
+    async def _logged_in(self, user: User, text: str, how: str = "") -> None:
         self.app.login.succeeded(self.conn.address)
         self.later(self.app.users.record_logon(user.number), "recording the logon")
         self.user = user
@@ -262,7 +276,7 @@ class Session(TransferCommands):
                                  guest=self.guest)
         self.conn.user = user.alias
         self.prefix = f"FTP {self.conn.address} {user.alias}"
-        log.info("%s logged in%s", self.prefix, " as guest" if self.guest else "")
+        log.info("%s logged in%s", self.prefix, how)
         self.app.bus.publish(UserLogon(user.alias, user.number, 0, "ftp", self.conn.address))
         await self.reply(230, text)
 
