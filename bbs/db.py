@@ -80,8 +80,9 @@ class Database:
         self.name = name or self.path.name
         self._migrations: tuple[Migration, ...] = tuple(migrations)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        # Work waiting for the worker thread: (fn, args, future). One thread pass
-        # takes all of it into one transaction (group commit: one fsync).
+        # Work waiting for the worker thread: (fn, args, future, loop). One thread
+        # pass takes all of it into one transaction (group commit: one fsync)
+        # and resolves the futures with one call into each loop.
         self._pending: collections.deque = collections.deque()
         self._pending_lock = threading.Lock()
         # True while a _group_commit pass is submitted and has not yet taken
@@ -154,9 +155,10 @@ class Database:
         queued; work the thread has started still commits or rolls back.
         """
         executor = self._require_open()
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         with self._pending_lock:
-            self._pending.append((fn, args, future))
+            self._pending.append((fn, args, future, loop))
             scheduled, self._scheduled = self._scheduled, True
         if not scheduled:
             try:
@@ -165,7 +167,7 @@ class Database:
                 with self._pending_lock:
                     self._scheduled = False
                 raise
-        return await asyncio.wrap_future(future)
+        return await future
 
     async def close(self) -> None:
         """Finish queued work, close the connection and stop the thread.
@@ -340,18 +342,18 @@ class Database:
             jobs = list(self._pending)
             self._pending.clear()
             self._scheduled = False
-        jobs = [job for job in jobs if job[2].set_running_or_notify_cancel()]
+        jobs = [job for job in jobs if not job[2].cancelled()]  # the waiter gave up
         if not jobs:
             return
         conn = self._conn
         if conn is None:
-            for _, _, future in jobs:
-                future.set_exception(BBSError(Reason.STORAGE, f"{self.name}: database is not open"))
+            error = BBSError(Reason.STORAGE, f"{self.name}: database is not open")
+            _deliver([(loop, future, None, error) for _, _, future, loop in jobs])
             return
-        outcomes: list[tuple[concurrent.futures.Future, object, BaseException | None]] = []
+        outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future, object, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, args, future in jobs:
+            for fn, args, future, loop in jobs:
                 conn.execute("SAVEPOINT job")
                 try:
                     result = fn(conn, *args)
@@ -362,23 +364,18 @@ class Database:
                         failure: BaseException = self._storage_error("query failed", exc)
                         failure.__cause__ = exc
                         exc = failure
-                    outcomes.append((future, None, exc))
+                    outcomes.append((loop, future, None, exc))
                     continue
                 conn.execute("RELEASE job")
-                outcomes.append((future, result, None))
+                outcomes.append((loop, future, result, None))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             error = self._storage_error("query failed", exc)
-            for _, _, future in jobs:
-                future.set_exception(error)
+            _deliver([(loop, future, None, error) for _, _, future, loop in jobs])
             return
-        for future, result, exc in outcomes:
-            if exc is None:
-                future.set_result(result)
-            else:
-                future.set_exception(exc)
+        _deliver(outcomes)
 
     def _transaction(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
         conn = self._conn
@@ -413,3 +410,27 @@ def _execute_script(conn: sqlite3.Connection, script: str) -> None:
             buffer = ""
     if buffer.strip():
         conn.execute(buffer)
+
+
+def _deliver(outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future, object, BaseException | None]]) -> None:
+    """Hand a pass's results to the waiting loops (worker thread): one
+    wake-up of each loop per pass, not one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for loop, future, result, exc in outcomes:
+        by_loop.setdefault(loop, []).append((future, result, exc))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            pass
+
+
+def _resolve(items: list[tuple[asyncio.Future, object, BaseException | None]]) -> None:
+    """Set each future (on its loop); one cancelled meanwhile is skipped."""
+    for future, result, exc in items:
+        if future.done():
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
