@@ -36,10 +36,14 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bbs.db import Database, Migration
 from bbs.errors import BBSError, Reason
+
+T = TypeVar("T")
 
 __all__ = ["FILE_MIGRATIONS", "MAX_DESCRIPTION", "MAX_NAME", "FileBase", "FileRecord", "check_name"]
 
@@ -125,6 +129,12 @@ def _q_get(conn: sqlite3.Connection, dir_code: str, name: str) -> FileRecord | N
     return _record(row) if row else None
 
 
+def _q_get_beside(conn: sqlite3.Connection, dir_code: str, name: str, work: Callable[[], T | None]) \
+        -> tuple[T | None, FileRecord | None]:
+    found = work()
+    return found, (_q_get(conn, dir_code, name) if found is not None else None)
+
+
 def _q_add(conn: sqlite3.Connection, values: dict) -> FileRecord:
     conn.execute("DELETE FROM files WHERE dir = ? AND name = ?", (values["dir"], values["name"]))
     names = ", ".join(values)
@@ -206,6 +216,15 @@ class FileBase:
     async def get(self, dir_code: str, name: str) -> FileRecord | None:
         """The record of ``name`` in ``dir_code`` (any case), or None."""
         return await self.db.run(_q_get, dir_code, name)
+
+    async def get_beside(self, dir_code: str, name: str, work: Callable[[], T | None]) -> tuple[T | None, FileRecord | None]:
+        """``(work(), get(dir_code, name))`` in one pass of the worker thread.
+
+        ``work`` is a file-system call on the file (an lstat, an open) that
+        returns None when the file is not there; the record is then not
+        looked up. A protocol's SIZE or RETR thus costs one thread hop, not two.
+        """
+        return await self.db.run(_q_get_beside, dir_code, name, work)
 
     async def list(self, dir_code: str) -> list[FileRecord]:
         """Every record of ``dir_code``, ordered by name."""

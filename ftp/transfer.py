@@ -45,19 +45,6 @@ MAX_DIZ = MAX_DESCRIPTION
 MAX_UNIQUE_TRIES = 1000
 
 
-def _open_read(path: Path) -> tuple[BinaryIO, int]:
-    """Open a regular file for RETR without following a symlink (thread)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        raise BBSError(Reason.NOT_FOUND, "cannot open file") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise BBSError(Reason.NOT_FOUND, "not a regular file")
-    return os.fdopen(fd, "rb"), st.st_size
-
-
 def _on_disk(folder: Path, name: str) -> str | None:
     """The spelling on disk of ``name`` (any case) in ``folder``, or None (thread)."""
     try:
@@ -352,17 +339,20 @@ class TransferCommands:
         await self.reply(350, f"Restarting at {self.rest}. Send RETR, STOR or APPE.")
 
     async def ftp_RETR(self, cmd: Command) -> None:
-        node, listed = await self._file(cmd.arg)
+        node = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
+        if node.kind is not Kind.FILE:
+            raise BBSError(Reason.NOT_FOUND, "not a plain file")
         assert node.dir is not None
         if not self.vfs.can_download(node.dir, self.ctx):
             raise BBSError(Reason.ACCESS_DENIED, "download_ars")
         offset, self.rest = self.rest, 0
-        if listed.index:
+        listed, file = await self.vfs.open_file(node, self.ctx)
+        if file is None:
             data = self.vfs.index_bytes(await self.vfs.files_of(node.dir, self.ctx))
-            file, size = None, len(data)
+            size = len(data)
         else:
             data = b""
-            file, size = await asyncio.to_thread(_open_read, self.vfs.path_of(node, listed))
+            size = listed.entry.size
         if offset > size:
             if file is not None:
                 file.close()

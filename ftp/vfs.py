@@ -10,9 +10,8 @@ Nothing outside a dir's folder is reachable: paths are resolved in the
 virtual tree only (``..`` stops at ``/``), a file name is one path component
 that :func:`bbs.filebase.check_name` accepts (no separator, NUL or control
 character), names starting with ``.`` are hidden and refused (in-progress
-uploads use them), symlinks are neither listed nor followed (``O_NOFOLLOW``
-and a check that the real parent is the dir's folder), and only regular
-files are served.
+uploads use them), symlinks are neither listed nor followed (lstat and
+``O_NOFOLLOW``), and only regular files are served.
 
 Access (Synchronet ARS, fail closed): a library needs its ``ars``; a dir
 needs its library's and its own ``ars`` to be seen and listed,
@@ -28,6 +27,7 @@ import enum
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from bbs.ars import SYSOP_LEVEL, AccessContext
 from bbs.boardconf import FileAreas, FileDir, FileLib
@@ -82,31 +82,40 @@ def normalize(cwd: str, arg: str) -> tuple[str, ...]:
 
 
 def real_file(folder: Path, name: str) -> Path:
-    """The path of ``name`` in a dir's ``folder``, checked; pure apart from
-    ``realpath``.
+    """The path of ``name`` in a dir's ``folder``, checked; pure.
 
-    Raises ``BAD_NAME`` for names :func:`check_name` refuses or that start
-    with ``.``, and ``ACCESS_DENIED`` when the real parent is not the folder
-    (a symlinked component).
+    Raises ``BAD_NAME`` for names :func:`check_name` refuses (separators,
+    ``..``, NUL ...) or that start with ``.``. A name that passes is one
+    component, so the path's parent is the folder itself; a symlink in the
+    name's place is refused where the file is opened (``O_NOFOLLOW``, lstat).
     """
     check_name(name)
     if name.startswith("."):
         raise BBSError(Reason.BAD_NAME, "hidden file names are not served")
-    path = folder / name
-    if os.path.realpath(path.parent) != os.path.realpath(folder):
-        raise BBSError(Reason.ACCESS_DENIED, "path leaves the dir's folder")
-    return path
+    return folder / name
 
 
-def _regular(path: Path) -> os.stat_result:
-    """lstat ``path``; raises NOT_FOUND unless it is a regular file (not a symlink)."""
+def _lstat_regular(path: Path) -> os.stat_result | None:
+    """lstat ``path``; None unless it is a regular file (not a symlink). Thread."""
     try:
         st = os.lstat(path)
     except OSError:
-        raise BBSError(Reason.NOT_FOUND, "no such file") from None
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result] | None:
+    """Open a regular file for reading without following a symlink, with its
+    fstat; None when that is not possible. Thread."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
-        raise BBSError(Reason.NOT_FOUND, "not a regular file")
-    return st
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb"), st
 
 
 def _mtime(folder: Path) -> float:
@@ -265,37 +274,51 @@ class VFS:
 
     async def _find_exact(self, d: FileDir, name: str, ctx: AccessContext) -> Listed | None:
         """The file spelt exactly ``name`` on disk, without scanning the whole
-        dir (one lstat and one file-base row: SIZE/RETR/MDTM stay cheap in big
-        dirs); None when it is not there as a listed regular file."""
+        dir (one lstat and one file-base row, in one worker-thread pass:
+        SIZE/RETR/MDTM stay cheap in big dirs); None when it is not there as
+        a listed regular file."""
         if name.startswith("."):
             return None
-        try:
-            st = await asyncio.to_thread(os.lstat, d.path / name)
-        except OSError:
+        st, record = await self.files.get_beside(d.code, name, lambda: _lstat_regular(d.path / name))
+        if st is None or (record is None and not self.dir_files):
             return None
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        record = await self.files.get(d.code, name)
-        if record is None and not self.dir_files:
-            return None
+        return self._listed(d, name, st, record, ctx)
+
+    def _listed(self, d: FileDir, name: str, st: os.stat_result, record: FileRecord | None,
+                ctx: AccessContext) -> Listed:
         _, file_perm = self.perm(d, ctx)
         return Listed(Entry(
             name=name, is_dir=False, size=st.st_size, mtime=st.st_mtime, perm=file_perm,
             owner=record.uploader if record and record.uploader else "bbs",
             description=record.description if record else ""), record)
 
+    async def open_file(self, node: Node, ctx: AccessContext) -> tuple[Listed, BinaryIO | None]:
+        """The file ``node`` names, found as :meth:`find` finds it, opened for
+        reading (None for the generated index file); raises NOT_FOUND. A name
+        spelt as on disk takes one worker-thread pass for the open, the
+        fstat and the file-base row."""
+        d = node.dir
+        if node.kind is Kind.FILE and d is not None and not node.name.startswith("."):
+            path = real_file(d.path, node.name)
+            opened, record = await self.files.get_beside(d.code, node.name, lambda: open_regular(path))
+            if opened is not None:
+                file, st = opened
+                if record is not None or self.dir_files:
+                    return self._listed(d, node.name, st, record, ctx), file
+                file.close()
+        listed = await self.find(node, ctx)
+        if listed.index:
+            return listed, None
+        opened = await asyncio.to_thread(open_regular, self.path_of(node, listed))
+        if opened is None:
+            raise BBSError(Reason.NOT_FOUND, "cannot open file")
+        return listed, opened[0]
+
     def path_of(self, node: Node, listed: Listed | None = None) -> Path:
         """The checked real path of a file node (``listed`` gives the disk spelling)."""
         assert node.dir is not None
         name = listed.entry.name if listed is not None else node.name
         return real_file(node.dir.path, name)
-
-    async def stat_file(self, node: Node, ctx: AccessContext) -> tuple[Listed, Path, os.stat_result]:
-        """Find a listed file and lstat it (regular files only); raises NOT_FOUND."""
-        listed = await self.find(node, ctx)
-        path = self.path_of(node, listed)
-        st = await asyncio.to_thread(_regular, path)
-        return listed, path, st
 
     def index_bytes(self, listing: list[Listed]) -> bytes:
         """The generated index file of a dir listing."""

@@ -150,11 +150,11 @@ def test_normalize_refuses(arg):
         normalize("/", arg)
 
 
-def test_real_file_refuses_symlinked_parents_and_hidden_names(tmp_path):
+def test_real_file_refuses_separators_parents_and_hidden_names(tmp_path):
     folder = tmp_path / "dir"
     folder.mkdir()
     assert real_file(folder, "ok.txt") == folder / "ok.txt"
-    for name in (".hidden", "..", "a/b", ""):
+    for name in (".hidden", "..", "a/b", "../dir/x", "a\\b", "x\0", ""):
         with pytest.raises(BBSError):
             real_file(folder, name)
     link = tmp_path / "link"
