@@ -263,8 +263,11 @@ def pattern_matches(pattern: str, value: str) -> bool:
     return _text_matches(pattern, value)
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_ip(text: str) -> IPAddress | None:
-    """Parse an address (brackets, IPv4-mapped form and a %scope allowed), or None."""
+    """Parse an address (brackets, IPv4-mapped form and a %scope allowed), or
+    None. Cached: every accepted connection and data connection parses the
+    same few addresses again."""
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
@@ -278,6 +281,7 @@ def _parse_ip(text: str) -> IPAddress | None:
     return ip
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_ip(addr: str) -> str:
     """Return the canonical text of an address, so one host is one key.
 
