@@ -8,6 +8,7 @@ for the console.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import logging.handlers
 import time
@@ -27,18 +28,12 @@ LOG_BACKUPS = 30
 ACCEPT_STORM_INTERVAL = 10.0
 
 
+@functools.lru_cache(maxsize=512)
 def tag_for(name: str) -> str:
     for prefix, tag in TAGS:
         if name == prefix or name.startswith(prefix + "."):
             return tag
     return "bbs"
-
-
-class _TagFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "tag"):
-            record.tag = tag_for(record.name)
-        return True
 
 
 class _AcceptStormFilter(logging.Filter):
@@ -85,6 +80,8 @@ class _LineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = record.__dict__.get("_line")
         if line is None:
+            if "tag" not in record.__dict__:  # from extra= (listeners, mail), else by logger name
+                record.tag = tag_for(record.name)
             line = record._line = super().format(record)  # type: ignore[attr-defined]
         return line
 
@@ -98,7 +95,7 @@ class BusHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.bus.publish(LogEvent(tag=getattr(record, "tag", "bbs"), level=record.levelno,
+            self.bus.publish(LogEvent(tag=record.__dict__.get("tag") or tag_for(record.name), level=record.levelno,
                                       logger=record.name, message=record.getMessage(),
                                       when=record.created))
         except Exception:
@@ -127,7 +124,6 @@ def configure(level: int, log_dir: Path | None, bus: EventBus | None,
     for handler in handlers:
         handler.setLevel(level)
         handler.setFormatter(formatter)
-        handler.addFilter(_TagFilter())
         root.addHandler(handler)
     asyncio_log = logging.getLogger("asyncio")
     asyncio_log.setLevel(logging.WARNING)

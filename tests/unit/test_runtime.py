@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import re
 import ssl
 import stat
 import threading
@@ -94,18 +96,27 @@ def test_log_records_are_tagged_and_reach_the_bus(tmp_path):
     bus = EventBus()
     got: list[LogEvent] = []
     bus.subscribe(got.append, LogEvent)
-    handlers = logsetup.configure(logging.INFO, tmp_path / "logs", bus, None)
+    stderr = io.StringIO()
+    handlers = logsetup.configure(logging.INFO, tmp_path / "logs", bus, stderr)
     try:
         logging.getLogger("nodes.telnet").info("Node %d logon", 1)
         logging.getLogger("mail.smtp").warning("SMTP ILLEGAL RELAY ATTEMPT")
         logging.getLogger("bbs.listeners").info("tagged", extra={"tag": "ftp"})
         logging.getLogger("services.finger").debug("below the level")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("ftp.session").exception("session crashed")
     finally:
         logsetup.remove(handlers)
-    assert [(e.tag, e.message) for e in got] == [("term", "Node 1 logon"),
-                                                 ("mail", "SMTP ILLEGAL RELAY ATTEMPT"), ("ftp", "tagged")]
+    assert [(e.tag, e.message) for e in got] == [("term", "Node 1 logon"), ("mail", "SMTP ILLEGAL RELAY ATTEMPT"),
+                                                 ("ftp", "tagged"), ("ftp", "session crashed")]
     text = (tmp_path / "logs" / "bbs.log").read_text()
     assert " term INFO    Node 1 logon" in text and " mail WARNING SMTP ILLEGAL RELAY ATTEMPT" in text
+    assert " bbs  INFO    tagged" not in text and " ftp  INFO    tagged" in text
+    assert " ftp  ERROR   session crashed\nTraceback" in text and "ValueError: boom" in text
+    assert stderr.getvalue() == text  # the same lines, formatted once
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d term ", text)
     assert logsetup.tag_for("services.msp") == "srvc" and logsetup.tag_for("nodesx") == "bbs"
 
 
