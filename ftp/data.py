@@ -87,21 +87,44 @@ class PassiveListener:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise DataError("no data connection arrived")
-            try:
-                sock, addr = await asyncio.wait_for(loop.sock_accept(self.sock), remaining)
-            except asyncio.TimeoutError:
-                raise DataError("no data connection arrived") from None
+            sock, addr = await self._next(loop, deadline)
             if normalize_ip(addr[0]) == normalize_ip(peer):
                 return sock
             log.warning("FTP data connection to passive port %d from %s refused (control is %s)",
                         self.port, addr[0], peer)
             sock.close()
 
+    async def _next(self, loop: asyncio.AbstractEventLoop, deadline: float) -> tuple[socket.socket, tuple]:
+        """The next connection; DataError at ``deadline``. Clients connect
+        right after the 227/229 reply, so it is usually waiting already;
+        otherwise a reader callback and one timer wait for it."""
+        while True:
+            try:
+                sock, addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                pass
+            else:
+                sock.setblocking(False)
+                return sock, addr
+            if loop.time() >= deadline:
+                raise DataError("no data connection arrived")
+            ready = loop.create_future()
+            fd = self.sock.fileno()
+            loop.add_reader(fd, _wake, ready)
+            timer = loop.call_at(deadline, _wake, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+                timer.cancel()
+
     def close(self) -> None:
         self.sock.close()
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def connect_active(address: str, port: int, local: str,
