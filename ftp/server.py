@@ -19,7 +19,6 @@ carry no address, and PASV is IPv4 only.
 """
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import ssl
@@ -100,7 +99,7 @@ class PasvLookup:
 
 
 class FTPService:
-    """What every FTP session shares; :meth:`handle` is the stream handler."""
+    """What every FTP session shares; :meth:`protocol` makes the sessions."""
 
     def __init__(self, app: Any, *, resolver: dns.asyncresolver.Resolver | None = None) -> None:
         cfg = app.config.server.ftp
@@ -113,14 +112,7 @@ class FTPService:
         self.inactivity = cfg.common.max_inactivity
         self.lookup = PasvLookup(cfg.hostname, resolver) if "LOOKUP_PASV_IP" in self.options else None
         self.sessions: set[Any] = set()
-        self._open_lock = asyncio.Lock()
         self._data_tls: ssl.SSLContext | None = None
-
-    async def ready(self) -> None:
-        """Make sure the file base is open (``App.open`` opens it)."""
-        if not self.files.is_open:
-            async with self._open_lock:
-                await self.files.open()
 
     def tls_context(self):
         """The control connection's TLS context (the App's)."""
@@ -152,17 +144,11 @@ class FTPService:
         configured = self.cfg.pasv_ip6_address if family == 6 else self.cfg.pasv_ip_address
         return configured or local
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: Any) -> None:
-        """Serve one control connection until QUIT, time-out or disconnect."""
+    def protocol(self, conn: Any) -> Any:
+        """The protocol of one admitted control connection (a new session)."""
         from ftp.session import Session
 
-        await self.ready()
-        session = Session(self, reader, writer, conn)
-        self.sessions.add(session)
-        try:
-            await session.run()
-        finally:
-            self.sessions.discard(session)
+        return Session(self, conn)
 
 
 def create(app: Any) -> Any:
@@ -170,4 +156,4 @@ def create(app: Any) -> Any:
     from bbs.runner import ServerParts
 
     service = FTPService(app)
-    return ServerParts(handlers={"ftp": ServiceHandler(stream=service.handle)})
+    return ServerParts(handlers={"ftp": ServiceHandler(protocol=service.protocol)})

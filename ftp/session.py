@@ -1,10 +1,11 @@
 """One FTP control connection: login, the command loop and the commands.
 
-Built by :meth:`ftp.server.FTPService.handle` for each admitted connection.
-Lines are parsed by :func:`ftp.commands.parse_command`; each command runs
-through one generic pre-check (login state, sysop-only verbs, from
-:data:`ftp.commands.COMMANDS`) and then its ``ftp_VERB`` method. Core errors
-(:class:`~bbs.errors.BBSError`) become replies in :func:`ftp.server.reply_for`.
+Made by :meth:`ftp.server.FTPService.protocol` for each admitted connection:
+the session is the connection's asyncio protocol. Lines are parsed by
+:func:`ftp.commands.parse_command`; each command runs through one generic
+pre-check (login state, sysop-only verbs, from :data:`ftp.commands.COMMANDS`)
+and then its ``ftp_VERB`` method. Core errors (:class:`~bbs.errors.BBSError`)
+become replies in :func:`ftp.server.reply_for`.
 Data transfers (:mod:`ftp.transfer`) run as a task so ABOR, STAT and NOOP
 are answered while a transfer is in progress (RFC 959 section 4.1.3).
 """
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from typing import Any
+from typing import Any, Awaitable
 
 from bbs.ars import AccessContext
 from bbs.errors import BBSError, Reason
@@ -36,6 +37,9 @@ MAX_LOGIN_ATTEMPTS = 3
 MAX_BAD_COMMANDS = 20
 #: User names that mean the Guest account (RFC 1635 anonymous FTP).
 GUEST_NAMES = frozenset({"anonymous", "ftp", "guest"})
+#: Bytes of a line without its end that are buffered before it is refused
+#: as too long (and the rest of it dropped).
+MAX_BUFFERED_LINE = 2 ** 16
 #: Seconds the AUTH TLS handshake may take.
 TLS_HANDSHAKE_TIMEOUT = 30.0
 
@@ -44,15 +48,23 @@ MSG_NO_GUEST = ("Anonymous logins are not allowed: this BBS has no Guest account
                 "Log in with your BBS user name and password.")
 
 
-class Session(TransferCommands):
-    """State of one FTP control connection."""
+class Session(TransferCommands, asyncio.Protocol):
+    """One FTP control connection: the protocol on its transport, and its state.
 
-    def __init__(self, service: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 conn: Any) -> None:
+    Lines are served straight from :meth:`data_received`. A command handler
+    (``ftp_VERB``) is a plain method that replies at once, or returns an
+    awaitable for what must wait (a database look-up, a password check, a
+    transfer to finish, TLS): that runs as a task and the lines after it
+    wait, in order. Most commands (PWD, CWD, TYPE, EPSV ...) thus cost no
+    task and no wake-up of one.
+    """
+
+    def __init__(self, service: Any, conn: Any) -> None:
         self.service = service
         self.app = service.app
         self.vfs = service.vfs
-        self.reader, self.writer, self.conn = reader, writer, conn
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
         options = service.options
         self.debug_rx = "DEBUG_RX" in options
         self.debug_tx = "DEBUG_TX" in options
@@ -60,12 +72,16 @@ class Session(TransferCommands):
         self.own_tls = conn.listener.tls is TLSMode.ON
         self.tls_proxy = conn.listener.tls is TLSMode.EXT
         self.done = False
+        self.lost = False
         self.prefix = f"FTP {conn.address}"
         self.login_failures = 0
+        self.bad_commands = 0
         self.bookkeeping: set[asyncio.Task] = set()
         self.loop = asyncio.get_running_loop()
+        self.buffer = bytearray()
+        self.skip_line = False  # the rest of an overlong line is dropped
+        self.waiting: asyncio.Task | None = None  # the command that must wait
         self.last_input = self.loop.time()
-        self.idled_out = False
         self.idle_timer: asyncio.TimerHandle | None = None
         self.pbsz = False
         self.prot_p = False
@@ -82,8 +98,54 @@ class Session(TransferCommands):
         self.rnfr = None
         self.next_desc = ""
 
+    # -- the protocol ------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.service.sessions.add(self)
+        log.info("%s connection accepted%s", self.prefix, " (TLS)" if self.own_tls else "")
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Clients send ABOR as urgent data (RFC 959 section 4.1.3, ftplib
+            # sends the whole line with MSG_OOB): keep the urgent byte in the
+            # stream or the line would lose its LF.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+            # asyncio sets TCP_NODELAY only on sockets created with proto
+            # IPPROTO_TCP, and the listener sockets are made with proto 0:
+            # without it a 226 after a 150 waits ~40 ms for a delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.service.inactivity:
+            self.idle_timer = self.loop.call_later(self.service.inactivity, self._watch_idle)
+        self.reply(220, f"{self.app.config.system.name} FTP Server ready.")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiting is None:
+            self._serve_lines()
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost ends the session
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        tasks = self.app.listeners.tasks
+        task = self.loop.create_task(self._end())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    # Replies are small: when the client does not read them, stop reading
+    # its commands until it does (TCP flow control does the rest).
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.resume_reading()
+
     # -- I/O -------------------------------------------------------------
-    async def reply(self, code: int, text: str | list[str]) -> None:
+    def reply(self, code: int, text: str | list[str]) -> None:
         """Send a reply; a list makes a multi-line reply (RFC 959 section 4.2),
         whose middle lines are indented by one space."""
         lines = [text] if isinstance(text, str) else text
@@ -94,38 +156,29 @@ class Session(TransferCommands):
                 + f"{code} {lines[-1]}\r\n"
         if self.debug_tx:
             log.debug("%s >> %s", self.prefix, out.rstrip())
-        self.writer.write(out.encode("utf-8", "surrogateescape"))
-        await self.writer.drain()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out.encode("utf-8", "surrogateescape"))
 
-    async def _read_line(self) -> bytes | None:
-        """The next control line; None at end of input or after MaxInactivity
-        (see :meth:`_watch_idle`)."""
-        try:
-            line = await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError:
-            if self.idled_out:
-                log.info("%s inactive for %g seconds; disconnecting", self.prefix, self.service.inactivity)
-                await self.reply(421, "Inactivity time-out; closing the connection.")
-            return None
-        except asyncio.LimitOverrunError as exc:
-            await self.reader.readexactly(exc.consumed)
-            line = b"\0" * (proto.MAX_COMMAND_LINE + 1)
-        self.last_input = self.loop.time()
-        return line
+    def close(self) -> None:
+        """End the session after the replies sent so far (QUIT, errors)."""
+        self.done = True
+        if self.transport is not None:
+            self.transport.close()
 
     def _watch_idle(self) -> None:
         """MaxInactivity: one timer per session, re-armed from the time of the
         last line (a timer per line cost more than the command it timed). A
-        running transfer counts as activity. When the limit is reached the
-        reader is ended, so :meth:`_read_line` says why and returns None."""
+        running transfer, or a command still at work, counts as activity."""
         limit = self.service.inactivity
         now = self.loop.time()
-        if self.transfer is not None and not self.transfer.done():
+        if self.waiting is not None or (self.transfer is not None and not self.transfer.done()):
             self.last_input = now
         idle = now - self.last_input
         if idle >= limit:
-            self.idled_out = True
-            self.reader.feed_eof()
+            log.info("%s inactive for %g seconds; disconnecting", self.prefix, limit)
+            self.reply(421, "Inactivity time-out; closing the connection.")
+            self.close()
             return
         self.idle_timer = self.loop.call_later(limit - idle, self._watch_idle)
 
@@ -138,7 +191,7 @@ class Session(TransferCommands):
                 await coro
             except Exception:
                 log.exception("%s %s failed", self.prefix, what)
-        task = asyncio.get_running_loop().create_task(run())
+        task = self.loop.create_task(run())
         self.bookkeeping.add(task)
         task.add_done_callback(self.bookkeeping.discard)
 
@@ -147,111 +200,163 @@ class Session(TransferCommands):
         if self.bookkeeping:
             await asyncio.wait(set(self.bookkeeping))
 
-    # -- the loop ----------------------------------------------------------
-    async def run(self) -> None:
-        """Greet, then serve commands until QUIT, a drop or a time-out."""
-        log.info("%s connection accepted%s", self.prefix, " (TLS)" if self.own_tls else "")
-        sock = self.writer.get_extra_info("socket")
-        if sock is not None:
-            # Clients send ABOR as urgent data (RFC 959 section 4.1.3, ftplib
-            # sends the whole line with MSG_OOB): keep the urgent byte in the
-            # stream or the line would lose its LF.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
-            # asyncio sets TCP_NODELAY only on sockets created with proto
-            # IPPROTO_TCP, and the listener sockets are made with proto 0:
-            # without it a 226 after a 150 waits ~40 ms for a delayed ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        bad = 0
-        if self.service.inactivity:
-            self.idle_timer = self.loop.call_later(self.service.inactivity, self._watch_idle)
-        try:
-            await self.reply(220, f"{self.app.config.system.name} FTP Server ready.")
-            while not self.done:
-                if self.app.shutdown.is_set():
-                    await self.reply(421, "The BBS is shutting down.")
-                    return
-                line = await self._read_line()
-                if line is None:
-                    return
-                try:
-                    command = parse_command(line)
-                except CommandError as exc:
-                    bad += 1
-                    await self.reply(exc.code, str(exc))
-                    if bad > MAX_BAD_COMMANDS:
-                        await self.reply(421, "Too many bad commands; closing the connection.")
-                        return
-                    continue
-                if self.debug_rx:
-                    shown = "********" if command.verb == "PASS" else command.arg
-                    log.debug("%s << %s %s", self.prefix, command.verb, shown)
-                await self.dispatch(command)
-        finally:
-            if self.idle_timer is not None:
-                self.idle_timer.cancel()
-            await self._end_transfer()
-            await self.settle()
-            self._close_data_setup()
-            self._log_off()
-            log.info("%s session ended", self.prefix)
+    # -- the commands ------------------------------------------------------
+    def _serve_lines(self) -> None:
+        """Serve the complete lines received, in order, until a command must
+        wait (it serves the rest when it is done) or the session ends."""
+        while self.waiting is None and not self.done and not self.lost:
+            end = self.buffer.find(b"\n")
+            if end < 0:
+                if len(self.buffer) > MAX_BUFFERED_LINE:  # refused as too long, once
+                    self.buffer.clear()
+                    if not self.skip_line:
+                        self.skip_line = True
+                        self._serve_line(b"\0" * (proto.MAX_COMMAND_LINE + 1))
+                return
+            line = bytes(self.buffer[:end + 1])
+            del self.buffer[:end + 1]
+            if self.skip_line:
+                self.skip_line = False
+                continue
+            self.last_input = self.loop.time()
+            self._serve_line(line)
 
-    async def dispatch(self, command: Command) -> None:
-        """The generic pre-check, then ``ftp_VERB``; core errors become replies."""
+    def _serve_line(self, line: bytes) -> None:
+        if self.app.shutdown.is_set():
+            self.reply(421, "The BBS is shutting down.")
+            self.close()
+            return
+        try:
+            command = parse_command(line)
+        except CommandError as exc:
+            self.bad_commands += 1
+            self.reply(exc.code, str(exc))
+            if self.bad_commands > MAX_BAD_COMMANDS:
+                self.reply(421, "Too many bad commands; closing the connection.")
+                self.close()
+            return
+        if self.debug_rx:
+            shown = "********" if command.verb == "PASS" else command.arg
+            log.debug("%s << %s %s", self.prefix, command.verb, shown)
+        try:
+            work = self.dispatch(command)
+        except Exception as exc:
+            self._failed(command.verb, exc)
+            return
+        if work is not None:
+            self.waiting = self.loop.create_task(self._wait(command.verb, work))
+        elif self.done:
+            self.close()
+
+    async def _wait(self, verb: str, work: Awaitable[None]) -> None:
+        """Finish a command that had to wait, then serve the lines that came meanwhile."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed(verb, exc)
+        finally:
+            self.waiting = None
+        if self.done:
+            self.close()
+        elif not self.lost:
+            self._serve_lines()
+
+    def _failed(self, verb: str, exc: Exception) -> None:
+        """A command raised: core errors become replies; a broken connection
+        or a bug ends this session only (logged with its traceback)."""
+        if isinstance(exc, BBSError):
+            code, text = reply_for(exc)
+            if exc.reason is Reason.STORAGE:
+                log.error("%s %s failed: %s", self.prefix, verb, exc)
+            self.reply(code, text)
+            return
+        if isinstance(exc, (ConnectionError, ssl.SSLError)):
+            log.debug("%s connection lost: %s", self.prefix, exc)
+        else:
+            log.error("%s session crashed in %s; closing it", self.prefix, verb, exc_info=exc)
+        self.done = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def _end(self) -> None:
+        """After the connection closed: stop what runs, store the statistics."""
+        if self.waiting is not None:
+            self.waiting.cancel()
+            await asyncio.wait([self.waiting])
+        await self._end_transfer()
+        await self.settle()
+        self._close_data_setup()
+        self._log_off()
+        self.service.sessions.discard(self)
+        log.info("%s session ended", self.prefix)
+
+    def dispatch(self, command: Command) -> Awaitable[None] | None:
+        """The generic pre-check, then ``ftp_VERB``: None when the command is
+        done, else what it still waits for. Core errors are raised."""
         verb, spec = command.verb, command.spec
         if self.transfer is not None and not self.transfer.done() and verb not in ("ABOR", "STAT", "NOOP"):
-            await asyncio.wait([self.transfer])  # RFC 959: later commands wait for the transfer
+            return self._after_transfer(command)  # RFC 959: later commands wait for the transfer
         if spec.auth is Auth.LOGIN and self.user is None:
-            await self.reply(530, MSG_LOGIN_FIRST)
-            return
+            self.reply(530, MSG_LOGIN_FIRST)
+            return None
         if spec.auth is Auth.USER and not self.pending_user:
-            await self.reply(503, "Send USER first.")
-            return
+            self.reply(503, "Send USER first.")
+            return None
         if spec.sysop and not self.vfs.is_sysop(self.ctx):
-            await self.reply(550, "Permission denied.")
-            return
+            self.reply(550, "Permission denied.")
+            return None
         if verb != "RNTO":
             self.rnfr = None
         if verb not in ("REST", "RETR", "STOR", "APPE"):
             self.rest = 0
-        try:
-            await getattr(self, f"ftp_{verb}")(command)
-        except BBSError as exc:
-            code, text = reply_for(exc)
-            if exc.reason is Reason.STORAGE:
-                log.error("%s %s failed: %s", self.prefix, verb, exc)
-            await self.reply(code, text)
+        return getattr(self, f"ftp_{verb}")(command)
+
+    async def _after_transfer(self, command: Command) -> None:
+        assert self.transfer is not None
+        await asyncio.wait([self.transfer])
+        work = self.dispatch(command)
+        if work is not None:
+            await work
 
     # -- login ------------------------------------------------------------
-    async def ftp_USER(self, cmd: Command) -> None:
+    def ftp_USER(self, cmd: Command) -> Awaitable[None] | None:
         if self.user is not None:
             self._log_off()
             self._reset_login()
         name = cmd.arg.strip()
         guest_name = self.app.config.system.guest_name
         if name.lower() in GUEST_NAMES or name.lower() == guest_name.lower():
-            try:
-                self.guest_account = await self.app.users.find(guest_name)
-            except BBSError:
-                log.info("%s anonymous login refused: no %s account", self.prefix, guest_name)
-                await self.reply(530, MSG_NO_GUEST)
-                return
-            self.pending_user, self.guest = guest_name, True
-            await self.reply(331, "User name okay, give your full e-mail address as password.")
-            return
+            return self._guest_user(guest_name)
         self.pending_user, self.guest = name, False
-        await self.reply(331, "User name okay, need password.")
+        self.reply(331, "User name okay, need password.")
+        return None
 
-    async def ftp_PASS(self, cmd: Command) -> None:
+    async def _guest_user(self, guest_name: str) -> None:
+        try:
+            self.guest_account = await self.app.users.find(guest_name)
+        except BBSError:
+            log.info("%s anonymous login refused: no %s account", self.prefix, guest_name)
+            self.reply(530, MSG_NO_GUEST)
+            return
+        self.pending_user, self.guest = guest_name, True
+        self.reply(331, "User name okay, give your full e-mail address as password.")
+
+    def ftp_PASS(self, cmd: Command) -> Awaitable[None] | None:
         name, password = self.pending_user, cmd.arg
         self.pending_user = ""
-        if self.guest:
-            user, self.guest_account = self.guest_account, None  # found by USER a moment ago
-            if "@" not in password or user is None:
-                self.guest = False
-                await self.reply(530, "Guests give their e-mail address as the password.")
-                return
-            await self._logged_in(user, "Guest logged in.", f" as guest ({password[:60]})")
-            return
+        if not self.guest:
+            return self._check_password(name, password)
+        user, self.guest_account = self.guest_account, None  # found by USER a moment ago
+        if "@" not in password or user is None:
+            self.guest = False
+            self.reply(530, "Guests give their e-mail address as the password.")
+            return None
+        self._logged_in(user, "Guest logged in.", f" as guest ({password[:60]})")
+        return None
+
+    async def _check_password(self, name: str, password: str) -> None:
         try:
             user = await self.app.users.verify(name, password)
         except BBSError as exc:
@@ -261,13 +366,13 @@ class Session(TransferCommands):
             outcome = self.app.login.failed(self.conn.address, "ftp", name)
             log.warning("%s !FAILED login attempt #%d as '%s'", self.prefix, outcome.count, name[:64])
             await asyncio.sleep(outcome.delay)
-            await self.reply(530, "Login incorrect.")
+            self.reply(530, "Login incorrect.")
             if outcome.banned or self.login_failures >= MAX_LOGIN_ATTEMPTS:
                 self.done = True
             return
-        await self._logged_in(user, "User logged in.")
+        self._logged_in(user, "User logged in.")
 
-    async def _logged_in(self, user: User, text: str, how: str = "") -> None:
+    def _logged_in(self, user: User, text: str, how: str = "") -> None:
         self.app.login.succeeded(self.conn.address)
         self.later(self.app.users.record_logon(user.number), "recording the logon")
         self.user = user
@@ -278,15 +383,15 @@ class Session(TransferCommands):
         self.prefix = f"FTP {self.conn.address} {user.alias}"
         log.info("%s logged in%s", self.prefix, how)
         self.app.bus.publish(UserLogon(user.alias, user.number, 0, "ftp", self.conn.address))
-        await self.reply(230, text)
+        self.reply(230, text)
 
     def _log_off(self) -> None:
         if self.user is not None:
             self.app.bus.publish(UserLogoff(self.user.alias, self.user.number, 0, "ftp"))
             self.conn.user = ""
 
-    async def ftp_ACCT(self, cmd: Command) -> None:
-        await self.reply(202, "ACCT not needed here.")
+    def ftp_ACCT(self, cmd: Command) -> None:
+        self.reply(202, "ACCT not needed here.")
 
     async def ftp_REIN(self, cmd: Command) -> None:
         await self._end_transfer()
@@ -295,99 +400,112 @@ class Session(TransferCommands):
         self._reset_login()
         self._reset_transfer_state()
         self.prefix = f"FTP {self.conn.address}"
-        await self.reply(220, "Ready for a new user.")
+        self.reply(220, "Ready for a new user.")
 
-    async def ftp_QUIT(self, cmd: Command) -> None:
+    def ftp_QUIT(self, cmd: Command) -> Awaitable[None] | None:
+        if self.bookkeeping:
+            return self._quit_settled()
+        self.reply(221, "Goodbye.")
+        self.done = True
+        return None
+
+    async def _quit_settled(self) -> None:
         await self.settle()  # statistics are on disk once the caller sees 221
-        await self.reply(221, "Goodbye.")
+        self.reply(221, "Goodbye.")
         self.done = True
 
     # -- TLS (RFC 4217) ------------------------------------------------------
     async def ftp_AUTH(self, cmd: Command) -> None:
         if cmd.arg.strip().upper() not in ("TLS", "TLS-C", "SSL", "TLS-P"):
-            await self.reply(504, "AUTH TLS only.")
+            self.reply(504, "AUTH TLS only.")
             return
         if self.own_tls or self.tls_proxy:
-            await self.reply(503, "The connection is already secure.")
+            self.reply(503, "The connection is already secure.")
             return
-        await self.reply(234, "AUTH TLS successful.")
+        self.reply(234, "AUTH TLS successful.")
+        transport = self.transport
+        assert transport is not None
         try:
-            await asyncio.wait_for(self.writer.start_tls(self.service.tls_context()), TLS_HANDSHAKE_TIMEOUT)
+            secured = await self.loop.start_tls(transport, self, self.service.tls_context(), server_side=True,
+                                                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+            if secured is None:
+                raise ConnectionError("TLS handshake gave no transport")
         except (OSError, ssl.SSLError, ConnectionError, asyncio.TimeoutError) as exc:
             log.info("%s AUTH TLS handshake failed: %s", self.prefix, exc)
             self.done = True
-            self.writer.transport.abort()
+            transport.abort()
             return
+        self.transport = secured  # type: ignore[assignment]
         self.own_tls = True
         self.pbsz = False
         self.prot_p = False
         self.conn.secure = True
         log.info("%s control connection secured (AUTH TLS)", self.prefix)
 
-    async def ftp_PBSZ(self, cmd: Command) -> None:
+    def ftp_PBSZ(self, cmd: Command) -> None:
         if not (self.own_tls or self.tls_proxy):
-            await self.reply(503, "Use AUTH TLS first.")
+            self.reply(503, "Use AUTH TLS first.")
             return
         self.pbsz = True
-        await self.reply(200, "PBSZ=0")
+        self.reply(200, "PBSZ=0")
 
-    async def ftp_PROT(self, cmd: Command) -> None:
+    def ftp_PROT(self, cmd: Command) -> None:
         level = cmd.arg.strip().upper()
         if not self.pbsz:
-            await self.reply(503, "Use PBSZ first.")
+            self.reply(503, "Use PBSZ first.")
         elif level == "C":
             self.prot_p = False
-            await self.reply(200, "Protection level Clear.")
+            self.reply(200, "Protection level Clear.")
         elif level == "P":
             if not self.own_tls:
-                await self.reply(536, "PROT P needs TLS on this server (this listener's TLS is by a proxy).")
+                self.reply(536, "PROT P needs TLS on this server (this listener's TLS is by a proxy).")
                 return
             self.prot_p = True
-            await self.reply(200, "Protection level Private.")
+            self.reply(200, "Protection level Private.")
         elif level in ("S", "E"):
-            await self.reply(536, "Only PROT C and P are supported.")
+            self.reply(536, "Only PROT C and P are supported.")
         else:
-            await self.reply(504, "Unknown protection level.")
+            self.reply(504, "Unknown protection level.")
 
-    async def ftp_CCC(self, cmd: Command) -> None:
-        await self.reply(534, "CCC is refused: the control connection stays secure.")
+    def ftp_CCC(self, cmd: Command) -> None:
+        self.reply(534, "CCC is refused: the control connection stays secure.")
 
     # -- information -----------------------------------------------------
-    async def ftp_SYST(self, cmd: Command) -> None:
-        await self.reply(215, "UNIX Type: L8")
+    def ftp_SYST(self, cmd: Command) -> None:
+        self.reply(215, "UNIX Type: L8")
 
-    async def ftp_FEAT(self, cmd: Command) -> None:
-        await self.reply(211, ["Features:", *proto.FEATURES, "End"])
+    def ftp_FEAT(self, cmd: Command) -> None:
+        self.reply(211, ["Features:", *proto.FEATURES, "End"])
 
-    async def ftp_OPTS(self, cmd: Command) -> None:
+    def ftp_OPTS(self, cmd: Command) -> None:
         words = cmd.arg.split()
         option = words[0].upper()
         if option == "UTF8" and (len(words) == 1 or words[1].upper() == "ON"):
-            await self.reply(200, "UTF8 mode is always on.")
+            self.reply(200, "UTF8 mode is always on.")
         elif option == "MLST":
-            await self.reply(200, "MLST OPTS " + "".join(f"{f};" for f in proto.MLST_FACTS))
+            self.reply(200, "MLST OPTS " + "".join(f"{f};" for f in proto.MLST_FACTS))
         else:
-            await self.reply(501, "Option not understood.")
+            self.reply(501, "Option not understood.")
 
-    async def ftp_HELP(self, cmd: Command) -> None:
+    def ftp_HELP(self, cmd: Command) -> None:
         lines = proto.help_text(cmd.arg or None)
-        await self.reply(214, [*lines, "Help OK."] if len(lines) > 1 or not cmd.arg else lines)
+        self.reply(214, [*lines, "Help OK."] if len(lines) > 1 or not cmd.arg else lines)
 
-    async def ftp_NOOP(self, cmd: Command) -> None:
-        await self.reply(200, "NOOP ok.")
+    def ftp_NOOP(self, cmd: Command) -> None:
+        self.reply(200, "NOOP ok.")
 
     async def ftp_STAT(self, cmd: Command) -> None:
         if cmd.arg and self.user is not None:
             node = self.vfs.resolve(self.cwd, self._path_arg(cmd.arg), self.ctx)
             listing = await self.vfs.entries(node, self.ctx)
-            await self.reply(213, [f"Status of {node.path}:",
+            self.reply(213, [f"Status of {node.path}:",
                                    *(proto.list_line(item.entry) for item in listing), "End of status."])
             return
         if self.transfer is not None and not self.transfer.done():
-            await self.reply(213, f"Status: {self.transfer_bytes()} bytes transferred so far.")
+            self.reply(213, f"Status: {self.transfer_bytes()} bytes transferred so far.")
             return
         who = f"Logged in as {self.user.alias}" if self.user else "Not logged in"
-        await self.reply(211, [
+        self.reply(211, [
             f"{self.app.config.system.name} FTP Server status:",
             f"Connected from {self.conn.address}", who,
             f"TYPE: {'ASCII' if self.type == 'A' else 'BINARY'}, STRUcture: File, MODE: Stream",
@@ -395,23 +513,23 @@ class Session(TransferCommands):
             f"data connections: {'private' if self.prot_p else 'clear'}",
             "End of status."])
 
-    async def ftp_SITE(self, cmd: Command) -> None:
+    def ftp_SITE(self, cmd: Command) -> None:
         word, _, rest = cmd.arg.strip().partition(" ")
         word = word.upper()
         if word == "HELP":
-            await self.reply(214, ["SITE commands:", "SITE DESC <text>: description of your next upload",
+            self.reply(214, ["SITE commands:", "SITE DESC <text>: description of your next upload",
                                    "SITE HELP", "End."])
         elif word == "DESC" and rest.strip():
-            await self._set_desc(rest)
+            self._set_desc(rest)
         else:
-            await self.reply(500, "Unknown SITE command; try SITE HELP.")
+            self.reply(500, "Unknown SITE command; try SITE HELP.")
 
-    async def ftp_DESC(self, cmd: Command) -> None:
-        await self._set_desc(cmd.arg)
+    def ftp_DESC(self, cmd: Command) -> None:
+        self._set_desc(cmd.arg)
 
-    async def _set_desc(self, text: str) -> None:
+    def _set_desc(self, text: str) -> None:
         self.next_desc = " ".join(text.split())
-        await self.reply(200, "Description saved for your next upload.")
+        self.reply(200, "Description saved for your next upload.")
 
     # -- navigation --------------------------------------------------------
     def _path_arg(self, arg: str) -> str:
@@ -422,49 +540,49 @@ class Session(TransferCommands):
             arg = arg.strip()
         return arg
 
-    async def ftp_PWD(self, cmd: Command) -> None:
+    def ftp_PWD(self, cmd: Command) -> None:
         quoted = self.cwd.replace('"', '""')  # RFC 959 section 7: double the quotes
-        await self.reply(257, f'"{quoted}" is the current directory.')
+        self.reply(257, f'"{quoted}" is the current directory.')
 
-    async def ftp_CWD(self, cmd: Command) -> None:
+    def ftp_CWD(self, cmd: Command) -> None:
         node = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
         if node.kind is Kind.FILE:
             raise BBSError(Reason.NOT_FOUND, "not a directory")
         self.cwd = node.path
-        await self.reply(250, f'Directory changed to "{node.path}".')
+        self.reply(250, f'Directory changed to "{node.path}".')
 
-    async def ftp_CDUP(self, cmd: Command) -> None:
-        await self.ftp_CWD(Command("CWD", "..", proto.COMMANDS["CWD"]))
+    def ftp_CDUP(self, cmd: Command) -> None:
+        self.ftp_CWD(Command("CWD", "..", proto.COMMANDS["CWD"]))
 
-    async def ftp_MKD(self, cmd: Command) -> None:
-        await self.reply(550, "Directories are defined in ctrl/file.ini ([dir:LIB:CODE] sections).")
+    def ftp_MKD(self, cmd: Command) -> None:
+        self.reply(550, "Directories are defined in ctrl/file.ini ([dir:LIB:CODE] sections).")
 
-    async def ftp_RMD(self, cmd: Command) -> None:
-        await self.reply(550, "Directories are defined in ctrl/file.ini ([dir:LIB:CODE] sections).")
+    def ftp_RMD(self, cmd: Command) -> None:
+        self.reply(550, "Directories are defined in ctrl/file.ini ([dir:LIB:CODE] sections).")
 
     # -- representation ----------------------------------------------------
-    async def ftp_TYPE(self, cmd: Command) -> None:
+    def ftp_TYPE(self, cmd: Command) -> None:
         words = cmd.arg.upper().split()
         if words in (["A"], ["A", "N"]):
             self.type = "A"
-            await self.reply(200, "Type set to A (files are sent as stored).")
+            self.reply(200, "Type set to A (files are sent as stored).")
         elif words in (["I"], ["L", "8"]):
             self.type = "I"
-            await self.reply(200, "Type set to I.")
+            self.reply(200, "Type set to I.")
         else:
-            await self.reply(504, "Only TYPE A and I are supported.")
+            self.reply(504, "Only TYPE A and I are supported.")
 
-    async def ftp_MODE(self, cmd: Command) -> None:
+    def ftp_MODE(self, cmd: Command) -> None:
         if cmd.arg.strip().upper() == "S":
-            await self.reply(200, "Mode set to S.")
+            self.reply(200, "Mode set to S.")
         else:
-            await self.reply(504, "Only MODE S is supported.")
+            self.reply(504, "Only MODE S is supported.")
 
-    async def ftp_STRU(self, cmd: Command) -> None:
+    def ftp_STRU(self, cmd: Command) -> None:
         if cmd.arg.strip().upper() == "F":
-            await self.reply(200, "Structure set to F.")
+            self.reply(200, "Structure set to F.")
         else:
-            await self.reply(504, "Only STRU F is supported.")
+            self.reply(504, "Only STRU F is supported.")
 
-    async def ftp_ALLO(self, cmd: Command) -> None:
-        await self.reply(202, "ALLO not needed here.")
+    def ftp_ALLO(self, cmd: Command) -> None:
+        self.reply(202, "ALLO not needed here.")

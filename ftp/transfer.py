@@ -150,16 +150,16 @@ class TransferCommands:
         self.stream = await DataStream.open(sock, tls)
         return self.stream
 
-    async def _start(self, work: Callable[[], Awaitable[None]], what: str) -> None:
+    def _start(self, work: Callable[[], Awaitable[None]], what: str) -> None:
         """Run a transfer as a task; 425 at once when no PASV/PORT came first."""
         if not self._can_transfer():
-            await self.reply(425, "Use PORT, EPRT, PASV or EPSV first.")
+            self.reply(425, "Use PORT, EPRT, PASV or EPSV first.")
             return
         self.transfer = asyncio.get_running_loop().create_task(self._guard(work, what))
 
-    async def _safe_reply(self, code: int, text: str) -> None:
+    def _safe_reply(self, code: int, text: str) -> None:
         try:
-            await self.reply(code, text)
+            self.reply(code, text)
         except (ConnectionError, OSError, ssl.SSLError):
             pass
 
@@ -170,17 +170,17 @@ class TransferCommands:
             if self.stream is not None:
                 self.stream.abort()
             self._data_log("%s aborted after %d bytes", what, self.transfer_bytes())
-            await self._safe_reply(426, "Transfer aborted.")
+            self._safe_reply(426, "Transfer aborted.")
         except DataError as exc:
             log.info("%s %s: %s", self.prefix, what, exc)
-            await self._safe_reply(425, "Can't open data connection.")
+            self._safe_reply(425, "Can't open data connection.")
         except BBSError as exc:
-            await self._safe_reply(*reply_for(exc))
+            self._safe_reply(*reply_for(exc))
         except OverflowError:
-            await self._safe_reply(552, "Exceeded storage allocation (MaxFileSize).")
+            self._safe_reply(552, "Exceeded storage allocation (MaxFileSize).")
         except (ConnectionError, OSError, ssl.SSLError) as exc:
             log.info("%s %s failed: %s", self.prefix, what, exc)
-            await self._safe_reply(426, "Connection closed; transfer aborted.")
+            self._safe_reply(426, "Connection closed; transfer aborted.")
         finally:
             stream, self.stream = self.stream, None
             if stream is not None:
@@ -204,36 +204,36 @@ class TransferCommands:
         """PASV and LPSV: listen, then advertise the (NAT) address and port."""
         local = self.conn.local_address
         if self.epsv_all:
-            await self.reply(501, "EPSV ALL was given; use EPSV.")
+            self.reply(501, "EPSV ALL was given; use EPSV.")
             return
         if ipv4_only and ":" in local:
-            await self.reply(425, "PASV is for IPv4; use EPSV.")
+            self.reply(425, "PASV is for IPv4; use EPSV.")
             return
         listener = self._listen(local)
         if listener is None:
-            await self.reply(425, "Can't open a passive port.")
+            self.reply(425, "Can't open a passive port.")
             return
         address = await self.service.pasv_address(local)
         self._data_log("%s: listening on %s port %d, advertising %s", verb, local, listener.port, address)
-        await self.reply(code, reply_text(address, listener.port))
+        self.reply(code, reply_text(address, listener.port))
 
-    async def ftp_EPSV(self, cmd: Command) -> None:
+    def ftp_EPSV(self, cmd: Command) -> None:
         arg = cmd.arg.strip().upper()
         local = self.conn.local_address
         family = "2" if ":" in local else "1"
         if arg == "ALL":
             self.epsv_all = True
-            await self.reply(200, "EPSV ALL ok.")
+            self.reply(200, "EPSV ALL ok.")
             return
         if arg and arg != family:
-            await self.reply(522, f"Network protocol not supported, use ({family}).")
+            self.reply(522, f"Network protocol not supported, use ({family}).")
             return
         listener = self._listen(local)
         if listener is None:
-            await self.reply(425, "Can't open a passive port.")
+            self.reply(425, "Can't open a passive port.")
             return
         self._data_log("EPSV: listening on %s port %d", local, listener.port)
-        await self.reply(229, proto.epsv_reply(listener.port))
+        self.reply(229, proto.epsv_reply(listener.port))
 
     def _listen(self, local: str) -> PassiveListener | None:
         self._close_data_setup()
@@ -245,35 +245,35 @@ class TransferCommands:
             return None
         return self.pasv
 
-    async def ftp_PORT(self, cmd: Command) -> None:
+    def ftp_PORT(self, cmd: Command) -> None:
         try:
             address, port = proto.parse_port(cmd.arg)
         except ValueError:
-            await self.reply(501, "Syntax error in PORT (h1,h2,h3,h4,p1,p2).")
+            self.reply(501, "Syntax error in PORT (h1,h2,h3,h4,p1,p2).")
             return
-        await self._set_active(address, port)
+        self._set_active(address, port)
 
-    async def ftp_EPRT(self, cmd: Command) -> None:
+    def ftp_EPRT(self, cmd: Command) -> None:
         try:
             address, port = proto.parse_eprt(cmd.arg)
         except ValueError:
-            await self.reply(522, "Bad EPRT; network protocol supported: (1,2).")
+            self.reply(522, "Bad EPRT; network protocol supported: (1,2).")
             return
-        await self._set_active(address, port)
+        self._set_active(address, port)
 
-    async def _set_active(self, address: str, port: int) -> None:
+    def _set_active(self, address: str, port: int) -> None:
         if self.epsv_all:
-            await self.reply(501, "EPSV ALL was given; use EPSV.")
+            self.reply(501, "EPSV ALL was given; use EPSV.")
             return
         third_party = normalize_ip(address) != normalize_ip(self.conn.address)
         if (third_party or port < FIRST_UNPRIVILEGED_PORT) and "ALLOW_BOUNCE" not in self.service.options:
             log.warning("%s !BOUNCE attempt refused: data connection to %s port %d", self.prefix, address, port)
-            await self.reply(504, "Data connections only to your own address and ports 1024 and up.")
+            self.reply(504, "Data connections only to your own address and ports 1024 and up.")
             return
         self._close_data_setup()
         self.active = (address, port)
         self._data_log("active mode: will connect to %s port %d", address, port)
-        await self.reply(200, "PORT command successful.")
+        self.reply(200, "PORT command successful.")
 
     # -- listings ----------------------------------------------------------
     async def ftp_LIST(self, cmd: Command) -> None:
@@ -285,7 +285,7 @@ class TransferCommands:
     async def ftp_MLSD(self, cmd: Command) -> None:
         node = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
         if node.kind is Kind.FILE:
-            await self.reply(501, "MLSD needs a directory.")
+            self.reply(501, "MLSD needs a directory.")
             return
         await self._listing(cmd, lambda listing: [proto.mlst_facts(item.entry) for item in listing], node)
 
@@ -297,13 +297,13 @@ class TransferCommands:
         data = "".join(f"{line}\r\n" for line in lines).encode("utf-8", "surrogateescape")
 
         async def work() -> None:
-            await self.reply(150, f"Opening data connection for the listing of {node.path}.")
+            self.reply(150, f"Opening data connection for the listing of {node.path}.")
             stream = await self._open_stream()
             await stream.send_bytes(data)
             await self._close_stream()
-            await self.reply(226, f"Listing sent ({len(lines)} entries).")
+            self.reply(226, f"Listing sent ({len(lines)} entries).")
 
-        await self._start(work, cmd.verb)
+        self._start(work, cmd.verb)
 
     async def ftp_MLST(self, cmd: Command) -> None:
         node = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
@@ -313,7 +313,7 @@ class TransferCommands:
             perm = self.vfs.perm(node.dir, self.ctx)[0] if node.dir is not None else "el"
             entry = proto.Entry(node.parts[-1] if node.parts else "/", True, perm=perm)
         facts = proto.mlst_facts(entry).split(" ", 1)[0]
-        await self.reply(250, [f"Listing {node.path}", f"{facts} {node.path}", "End."])
+        self.reply(250, [f"Listing {node.path}", f"{facts} {node.path}", "End."])
 
     async def _file(self, arg: str) -> tuple[Node, Listed]:
         node = self.vfs.resolve(self.cwd, arg, self.ctx)
@@ -323,20 +323,20 @@ class TransferCommands:
 
     async def ftp_SIZE(self, cmd: Command) -> None:
         _, listed = await self._file(cmd.arg)
-        await self.reply(213, str(listed.entry.size))
+        self.reply(213, str(listed.entry.size))
 
     async def ftp_MDTM(self, cmd: Command) -> None:
         _, listed = await self._file(cmd.arg)
-        await self.reply(213, proto.mdtm(listed.entry.mtime))
+        self.reply(213, proto.mdtm(listed.entry.mtime))
 
     # -- downloads ---------------------------------------------------------
-    async def ftp_REST(self, cmd: Command) -> None:
+    def ftp_REST(self, cmd: Command) -> None:
         text = cmd.arg.strip()
         if not text.isdigit() or len(text) > 18:
-            await self.reply(501, "REST needs a byte offset.")
+            self.reply(501, "REST needs a byte offset.")
             return
         self.rest = int(text)
-        await self.reply(350, f"Restarting at {self.rest}. Send RETR, STOR or APPE.")
+        self.reply(350, f"Restarting at {self.rest}. Send RETR, STOR or APPE.")
 
     async def ftp_RETR(self, cmd: Command) -> None:
         node = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
@@ -356,13 +356,13 @@ class TransferCommands:
         if offset > size:
             if file is not None:
                 file.close()
-            await self.reply(554, f"Restart offset {offset} is beyond the end of the file ({size}).")
+            self.reply(554, f"Restart offset {offset} is beyond the end of the file ({size}).")
             return
         name = listed.entry.name
 
         async def work() -> None:
             try:
-                await self.reply(150, f"Opening BINARY mode data connection for {name} ({size} bytes).")
+                self.reply(150, f"Opening BINARY mode data connection for {name} ({size} bytes).")
                 stream = await self._open_stream()
                 if file is None:
                     await stream.send_bytes(data[offset:])
@@ -374,14 +374,14 @@ class TransferCommands:
                     file.close()
             self._data_log("sent %s: %d bytes from offset %d", name, sent, offset)
             log.info("%s downloaded %s/%s (%d bytes)", self.prefix, node.dir.code, name, sent)
-            await self.reply(226, "Transfer complete.")
+            self.reply(226, "Transfer complete.")
             if listed.record is not None:
                 self.later(self.service.files.count_download(node.dir.code, listed.record.name),
                            "counting a download")
             self.later(self.app.users.add_stats(self.user.number, downloads=1, download_bytes=sent),
                        "crediting a download")
 
-        await self._start(work, "RETR")
+        self._start(work, "RETR")
 
     # -- uploads -----------------------------------------------------------
     async def ftp_STOR(self, cmd: Command) -> None:
@@ -428,11 +428,11 @@ class TransferCommands:
             if not stat.S_ISREG(st.st_mode):
                 raise BBSError(Reason.EXISTS, "not a regular file")
             if offset > st.st_size:
-                await self.reply(554, f"Restart offset {offset} is beyond the end of the file ({st.st_size}).")
+                self.reply(554, f"Restart offset {offset} is beyond the end of the file ({st.st_size}).")
                 return
         else:
             if offset > 0:
-                await self.reply(554, "Restart offset given for a file that does not exist.")
+                self.reply(554, "Restart offset given for a file that does not exist.")
                 return
             resume = False
             target = real_file(d.path, name)
@@ -456,7 +456,7 @@ class TransferCommands:
                     await asyncio.to_thread(_unlink, temp)
                 raise
             try:
-                await self.reply(150, f"FILE: {name}" if mode == "STOU" else f"Ready to receive {name}{note}.")
+                self.reply(150, f"FILE: {name}" if mode == "STOU" else f"Ready to receive {name}{note}.")
                 stream = await self._open_stream()
                 start = await asyncio.to_thread(file.tell)
                 limit = max(0, cfg.max_file_size - start) if cfg.max_file_size else 0
@@ -491,18 +491,18 @@ class TransferCommands:
             log.info("%s uploaded %s/%s (%d bytes%s)", self.prefix, d.code, final, received,
                      ", appended" if resume else "")
             self._data_log("received %s: %d bytes", final, received)
-            await self.reply(226, f"Transfer complete{note}.")
+            self.reply(226, f"Transfer complete{note}.")
 
-        await self._start(work, mode)
+        self._start(work, mode)
 
     async def ftp_ABOR(self, cmd: Command) -> None:
         if self.transfer is not None and not self.transfer.done():
             self.transfer.cancel()
             await asyncio.wait([self.transfer])
-            await self.reply(226, "ABOR successful.")
+            self.reply(226, "ABOR successful.")
             return
         self._close_data_setup()
-        await self.reply(225, "No transfer to abort.")
+        self.reply(225, "No transfer to abort.")
 
     # -- sysop file management --------------------------------------------
     async def ftp_DELE(self, cmd: Command) -> None:
@@ -514,18 +514,18 @@ class TransferCommands:
         if listed.record is not None:
             await self.service.files.remove(node.dir.code, listed.record.name)
         log.info("%s deleted %s/%s", self.prefix, node.dir.code, listed.entry.name)
-        await self.reply(250, "File deleted.")
+        self.reply(250, "File deleted.")
 
     async def ftp_RNFR(self, cmd: Command) -> None:
         node, listed = await self._file(cmd.arg)
         if listed.index:
             raise BBSError(Reason.ACCESS_DENIED, "the index file is generated")
         self.rnfr = (node, listed)
-        await self.reply(350, "Ready for RNTO.")
+        self.reply(350, "Ready for RNTO.")
 
     async def ftp_RNTO(self, cmd: Command) -> None:
         if self.rnfr is None:
-            await self.reply(503, "Send RNFR first.")
+            self.reply(503, "Send RNFR first.")
             return
         (old, listed), self.rnfr = self.rnfr, None
         new = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
@@ -550,4 +550,4 @@ class TransferCommands:
                                              uploader_number=record.uploader_number,
                                              description=record.description, when=record.uploaded)
         log.info("%s renamed %s to %s", self.prefix, old.path, new.path)
-        await self.reply(250, "Rename successful.")
+        self.reply(250, "Rename successful.")
