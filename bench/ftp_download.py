@@ -21,8 +21,9 @@ links of one file) to anonymous curl:
 * pyftpdlib (``python -m pyftpdlib``, sendfile) when the module is importable.
 
 For each: the big file's download rate (MB/s = 10^6 bytes per second of
-curl's total time, connect and login included) and the wall time of the
-parallel small downloads (a round slower than 10 s is not repeated); then
+curl's total time, connect and login included), the wall time of the
+parallel small downloads (a round slower than 10 s is not repeated) and
+the server's CPU time per small download (all its threads, from /proc); then
 ours/peer ratios. Every download is checked
 for its size; exit status 1 when one failed or our server logged an error.
 Loopback only. Takes well under a minute plus writing the big file.
@@ -76,6 +77,7 @@ class Server:
         self.rates: list[float] = []
         self.parallel: list[float] = []
         self.setup: list[float] = []  # curl time_pretransfer: connect, login, PASV, RETR sent
+        self.cpu: list[float] = []    # server CPU seconds per small download (parallel rounds)
         self.retries = 0
 
     def url(self, name: str) -> str:
@@ -159,6 +161,16 @@ def start_pyftpdlib(work: Path, source: Path, small: list[tuple[str, bytes]], lo
     return Server("pyftpdlib", port, proc, "/")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its reaped children (vsftpd forks a process
+    per session), from /proc; 0.0 where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def download_big(server: Server, size: int) -> float:
     """One curl download of the big file; returns MB/s."""
     result = subprocess.run(["curl", "-sS", "-o", "/dev/null",
@@ -178,12 +190,15 @@ def download_small(server: Server, names: list[str], config: Path) -> float:
     connections at once; the retries are counted in ``server.retries``."""
     lines = [f'url = "{server.url(name)}"\noutput = "/dev/null"\n' for name in names]
     config.write_text("".join(lines))
+    cpu = cpu_seconds(server.proc.pid)
     started = time.perf_counter()
     result = subprocess.run(["curl", "-sS", "--parallel", "--parallel-max", str(len(names)),
                              "--retry", "10", "--retry-all-errors",
                              "-w", "%{size_download}\n", "-K", str(config)],
                             capture_output=True, text=True, timeout=300)
     elapsed = time.perf_counter() - started
+    time.sleep(0.2)  # the server's last bookkeeping (statistics after the 226) counts too
+    server.cpu.append((cpu_seconds(server.proc.pid) - cpu) / len(names))
     server.retries += result.stderr.count("Will retry")
     sizes = [int(s) for s in result.stdout.split()]
     if result.returncode != 0 or sizes[-len(names):] != [SMALL_SIZE] * len(names):
@@ -253,6 +268,8 @@ def main() -> int:
                   f"{statistics.median(s.parallel):>20.3f} {min(s.parallel):>7.3f}..{max(s.parallel):<7.3f}"
                   + (f"  ({s.retries} transfers reset and retried)" if s.retries else "")
                   + (f"  (1 round only: slower than {SLOW_PARALLEL:g} s)" if len(s.parallel) < args.rounds else ""))
+        print("server CPU per small download (median of the parallel rounds, ms): "
+              + ", ".join(f"{s.name} {statistics.median(s.cpu) * 1000:.2f}" for s in servers))
         print("login-to-first-byte setup (curl time_pretransfer, median ms): "
               + ", ".join(f"{s.name} {statistics.median(s.setup) * 1000:.1f}" for s in servers))
         print("NOOP on a second connection during one big download (count, median ms, max ms): " + ", ".join(
