@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -158,6 +158,16 @@ def _q_update(conn: sqlite3.Connection, dir_code: str, name: str, sql: str, args
     return found
 
 
+def _q_count_downloads(conn: sqlite3.Connection, files: list[tuple[str, str]], when: float) -> list[tuple[str, str]]:
+    missing = []
+    for dir_code, name in files:
+        cursor = conn.execute("UPDATE files SET downloads = downloads + 1, last_download = ? WHERE dir = ? AND name = ?",
+                              (when, dir_code, name))
+        if cursor.rowcount == 0:
+            missing.append((dir_code, name))
+    return missing
+
+
 def _q_rename(conn: sqlite3.Connection, dir_code: str, old: str, new: str) -> FileRecord:
     if old.lower() != new.lower() and _q_get(conn, dir_code, new) is not None:
         raise BBSError(Reason.EXISTS, f"{dir_code}/{new} is already in the file base")
@@ -247,6 +257,14 @@ class FileBase:
         return await self.db.run(_q_update, dir_code, name,
                                  "downloads = downloads + 1, last_download = ?",
                                  (time.time() if when is None else when,))
+
+    async def count_downloads(self, files: Sequence[tuple[str, str]], when: float | None = None) \
+            -> list[tuple[str, str]]:
+        """Count one completed download of each ``(dir_code, name)`` in one
+        job (the FTP server stores its sessions' counts in batches); returns
+        the files the base does not list (not counted)."""
+        stamp = time.time() if when is None else when
+        return await self.db.run(_q_count_downloads, list(files), stamp)
 
     async def rename(self, dir_code: str, old: str, new: str) -> FileRecord:
         """Rename a file's record (after the file was renamed on disk).

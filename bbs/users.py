@@ -30,7 +30,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -340,6 +340,16 @@ def _check_json(name: str, value: object) -> str:
         raise BBSError(Reason.BAD_VALUE, f"{name} is not JSON-serialisable: {exc}") from exc
 
 
+def _check_deltas(deltas: dict[str, int]) -> dict[str, int]:
+    """``deltas`` when every name is a statistics counter and every value an integer."""
+    for name, value in deltas.items():
+        if name not in _STAT_COUNTERS:
+            raise BBSError(Reason.BAD_VALUE, f"{name!r} is not a statistics counter")
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _SQLITE_MAX_INT:
+            raise BBSError(Reason.BAD_VALUE, f"{name} must be an integer")
+    return deltas
+
+
 def _check_number(number: object) -> int:
     """A user number usable in SQL; anything else cannot exist (NOT_FOUND)."""
     if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= _SQLITE_MAX_INT:
@@ -457,24 +467,39 @@ def _q_delete(conn: sqlite3.Connection, number: int) -> None:
         raise BBSError(Reason.NOT_FOUND, f"no user #{number}")
 
 
-def _q_logon(conn: sqlite3.Connection, number: int, when: float) -> User:
+def _logon(conn: sqlite3.Connection, number: int, when: float) -> bool:
     cursor = conn.execute(
         "UPDATE users SET logons = logons + 1, last_on = ?, first_on = COALESCE(first_on, ?)"
         " WHERE number = ? AND deleted = 0",
         (when, when, number),
     )
-    if cursor.rowcount == 0:
+    return cursor.rowcount > 0
+
+
+def _add(conn: sqlite3.Connection, number: int, deltas: dict[str, int]) -> bool:
+    if not deltas:
+        return conn.execute("SELECT 1 FROM users WHERE number = ?", (number,)).fetchone() is not None
+    assignments = ", ".join(f'"{name}" = MAX(0, "{name}" + ?)' for name in deltas)
+    cursor = conn.execute(f"UPDATE users SET {assignments} WHERE number = ?", (*deltas.values(), number))
+    return cursor.rowcount > 0
+
+
+def _q_logon(conn: sqlite3.Connection, number: int, when: float) -> User:
+    if not _logon(conn, number, when):
         raise BBSError(Reason.NOT_FOUND, f"no user #{number}")
     return _q_get(conn, number)
 
 
 def _q_add_stats(conn: sqlite3.Connection, number: int, deltas: dict[str, int]) -> User:
-    _q_get(conn, number)
-    if deltas:
-        assignments = ", ".join(f'"{name}" = MAX(0, "{name}" + ?)' for name in deltas)
-        conn.execute(f"UPDATE users SET {assignments} WHERE number = ?",
-                     (*deltas.values(), number))
+    if not _add(conn, number, deltas):
+        raise BBSError(Reason.NOT_FOUND, f"no user #{number}")
     return _q_get(conn, number)
+
+
+def _q_activity(conn: sqlite3.Connection, logons: list[tuple[int, float]],
+                stats: list[tuple[int, dict[str, int]]]) -> list[int]:
+    missing = [number for number, when in logons if not _logon(conn, number, when)]
+    return missing + [number for number, deltas in stats if not _add(conn, number, deltas)]
 
 
 def _q_list(conn: sqlite3.Connection, include_deleted: bool) -> list[User]:
@@ -759,12 +784,21 @@ class UserBase:
         ``BAD_VALUE`` for another name or a non-integer, ``NOT_FOUND``.
         """
         number = _check_number(number)
-        for name, value in deltas.items():
-            if name not in _STAT_COUNTERS:
-                raise BBSError(Reason.BAD_VALUE, f"{name!r} is not a statistics counter")
-            if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _SQLITE_MAX_INT:
-                raise BBSError(Reason.BAD_VALUE, f"{name} must be an integer")
+        _check_deltas(deltas)
         return await self.db.run(_q_add_stats, number, dict(deltas))
+
+    async def record_activity(self, logons: Sequence[tuple[int, float]] = (),
+                              stats: Sequence[tuple[int, dict[str, int]]] = ()) -> list[int]:
+        """Many sessions' logons ``(number, when)`` and counter additions
+        ``(number, deltas)`` in one job, as :meth:`record_logon` and
+        :meth:`add_stats` would store them one by one (the FTP server stores
+        its sessions' statistics in batches). Returns the numbers of users
+        that do not exist (any more): their items are skipped. Raises
+        ``BAD_VALUE`` as :meth:`add_stats` does, before storing anything.
+        """
+        logons = [(_check_number(number), float(when)) for number, when in logons]
+        stats = [(_check_number(number), dict(_check_deltas(deltas))) for number, deltas in stats]
+        return await self.db.run(_q_activity, logons, stats)
 
 
 class UserBaseSync:

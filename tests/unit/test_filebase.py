@@ -33,6 +33,11 @@ def test_add_get_list_and_count(tmp_path):
         counted = await base.count_download("UPLOADS", "tool.zip", when=2000.0)
         assert (counted.downloads, counted.last_download) == (1, 2000.0)
         assert (await base.count_download("UPLOADS", "Tool.zip")).downloads == 2
+        missing = await base.count_downloads([("UPLOADS", "tool.zip"), ("TEXT", "b.txt"), ("TEXT", "gone.txt"),
+                                              ("UPLOADS", "Tool.zip")], when=3000.0)
+        assert missing == [("TEXT", "gone.txt")]
+        tool, b = await base.get("UPLOADS", "Tool.zip"), await base.get("TEXT", "b.txt")
+        assert (tool.downloads, tool.last_download, b.downloads) == (4, 3000.0, 1)
     with_base(tmp_path, body)
 
 

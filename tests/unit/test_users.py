@@ -368,6 +368,22 @@ def test_add_stats(users: UserBase) -> None:
     expect(Reason.NOT_FOUND, users.add_stats(2, posts=1))
 
 
+def test_record_activity_stores_many_logons_and_counters_at_once(users: UserBase) -> None:
+    run(users.add("Alice", SECRET))
+    run(users.add("Bob", SECRET))
+    missing = run(users.record_activity(
+        logons=[(1, 1000.0), (2, 1500.0), (1, 2000.0), (9, 2000.0)],
+        stats=[(1, {"downloads": 1, "download_bytes": 100}), (2, {"uploads": 1}), (1, {"downloads": 1}),
+               (7, {"posts": 1})]))
+    assert missing == [9, 7]                      # skipped, the rest stored
+    alice, bob = run(users.get(1)), run(users.get(2))
+    assert (alice.logons, alice.first_on, alice.last_on, alice.downloads, alice.download_bytes) == \
+        (2, 1000.0, 2000.0, 2, 100)
+    assert (bob.logons, bob.uploads) == (1, 1)
+    expect(Reason.BAD_VALUE, users.record_activity(stats=[(1, {"posts": 1}), (2, {"logons": 1})]))
+    assert run(users.get(1)).posts == 0           # nothing of a refused batch is stored
+
+
 # ---------------------------------------------------------------- persistence / sync
 
 
