@@ -33,6 +33,7 @@ from bbs.errors import BBSError, Reason
 from bbs.filebase import FileBase
 from bbs.listeners import ServiceHandler
 from bbs.tlscert import server_context
+from ftp.ledger import Ledger
 from ftp.vfs import VFS
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class FTPService:
         self.inactivity = cfg.common.max_inactivity
         self.lookup = PasvLookup(cfg.hostname, resolver) if "LOOKUP_PASV_IP" in self.options else None
         self.sessions: set[Any] = set()
+        self.ledger = Ledger(app.users, self.files)
         self._data_tls: ssl.SSLContext | None = None
 
     def tls_context(self):

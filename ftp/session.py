@@ -76,7 +76,7 @@ class Session(TransferCommands, asyncio.Protocol):
         self.prefix = f"FTP {conn.address}"
         self.login_failures = 0
         self.bad_commands = 0
-        self.bookkeeping: set[asyncio.Task] = set()
+        self.bookkeeping: list[asyncio.Future] = []
         self.loop = asyncio.get_running_loop()
         self.buffer = bytearray()
         self.skip_line = False  # the rest of an overlong line is dropped
@@ -129,6 +129,10 @@ class Session(TransferCommands, asyncio.Protocol):
         self.lost = True
         if self.idle_timer is not None:
             self.idle_timer.cancel()
+        if self.waiting is None and (self.transfer is None or self.transfer.done()) \
+                and all(w.done() for w in self.bookkeeping):
+            self._ended()  # nothing left to wait for (the usual end after QUIT)
+            return
         tasks = self.app.listeners.tasks
         task = self.loop.create_task(self._end())
         tasks.add(task)
@@ -182,23 +186,19 @@ class Session(TransferCommands, asyncio.Protocol):
             return
         self.idle_timer = self.loop.call_later(limit - idle, self._watch_idle)
 
-    def later(self, coro: Any, what: str) -> None:
-        """Run storage bookkeeping (logon and transfer statistics) after the
-        reply, so a client's next command does not wait for its fsync;
-        :meth:`settle` waits for it (at QUIT and at the end of the session)."""
-        async def run() -> None:
-            try:
-                await coro
-            except Exception:
-                log.exception("%s %s failed", self.prefix, what)
-        task = self.loop.create_task(run())
-        self.bookkeeping.add(task)
-        task.add_done_callback(self.bookkeeping.discard)
+    def stored(self, write: asyncio.Future) -> None:
+        """Keep a statistics write of the :class:`~ftp.ledger.Ledger` (logon,
+        transfer credits); :meth:`settle` waits for it. The client's next
+        command does not wait for its fsync."""
+        self.bookkeeping = [w for w in self.bookkeeping if not w.done()]
+        self.bookkeeping.append(write)
 
     async def settle(self) -> None:
-        """Wait for the bookkeeping started by :meth:`later`."""
-        if self.bookkeeping:
-            await asyncio.wait(set(self.bookkeeping))
+        """Wait until the statistics this session handed in are stored."""
+        pending = [w for w in self.bookkeeping if not w.done()]
+        if pending:
+            await asyncio.wait(pending)
+        self.bookkeeping = []
 
     # -- the commands ------------------------------------------------------
     def _serve_lines(self) -> None:
@@ -287,6 +287,9 @@ class Session(TransferCommands, asyncio.Protocol):
             await asyncio.wait([self.waiting])
         await self._end_transfer()
         await self.settle()
+        self._ended()
+
+    def _ended(self) -> None:
         self._close_data_setup()
         self._log_off()
         self.service.sessions.discard(self)
@@ -374,7 +377,7 @@ class Session(TransferCommands, asyncio.Protocol):
 
     def _logged_in(self, user: User, text: str, how: str = "") -> None:
         self.app.login.succeeded(self.conn.address)
-        self.later(self.app.users.record_logon(user.number), "recording the logon")
+        self.stored(self.service.ledger.logon(user.number))
         self.user = user
         self.ctx = AccessContext(level=user.level, flags=user.flags, exempt=user.exempt,
                                  restrict=user.restrict, user=user.number, protocol="ftp",
@@ -403,7 +406,7 @@ class Session(TransferCommands, asyncio.Protocol):
         self.reply(220, "Ready for a new user.")
 
     def ftp_QUIT(self, cmd: Command) -> Awaitable[None] | None:
-        if self.bookkeeping:
+        if not all(w.done() for w in self.bookkeeping):
             return self._quit_settled()
         self.reply(221, "Goodbye.")
         self.done = True

@@ -375,11 +375,8 @@ class TransferCommands:
             self._data_log("sent %s: %d bytes from offset %d", name, sent, offset)
             log.info("%s downloaded %s/%s (%d bytes)", self.prefix, node.dir.code, name, sent)
             self.reply(226, "Transfer complete.")
-            if listed.record is not None:
-                self.later(self.service.files.count_download(node.dir.code, listed.record.name),
-                           "counting a download")
-            self.later(self.app.users.add_stats(self.user.number, downloads=1, download_bytes=sent),
-                       "crediting a download")
+            self.stored(self.service.ledger.download(self.user.number, sent, node.dir.code,
+                                                     listed.record.name if listed.record else None))
 
         self._start(work, "RETR")
 
@@ -486,8 +483,7 @@ class TransferCommands:
             else:
                 await self.service.files.add(d.code, final, size, uploader=self.user.alias,
                                              uploader_number=self.user.number, description=desc)
-            self.later(self.app.users.add_stats(self.user.number, uploads=1, upload_bytes=received),
-                       "crediting an upload")
+            self.stored(self.service.ledger.credit(self.user.number, uploads=1, upload_bytes=received))
             log.info("%s uploaded %s/%s (%d bytes%s)", self.prefix, d.code, final, received,
                      ", appended" if resume else "")
             self._data_log("received %s: %d bytes", final, received)
