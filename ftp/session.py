@@ -290,6 +290,7 @@ class Session(TransferCommands, asyncio.Protocol):
         self._ended()
 
     def _ended(self) -> None:
+        self._drop_sized()
         self._close_data_setup()
         self._log_off()
         self.service.sessions.discard(self)
@@ -398,6 +399,7 @@ class Session(TransferCommands, asyncio.Protocol):
 
     async def ftp_REIN(self, cmd: Command) -> None:
         await self._end_transfer()
+        self._drop_sized()
         self._close_data_setup()
         self._log_off()
         self._reset_login()

@@ -107,6 +107,7 @@ class TransferCommands:
         self.epsv_all = False
         self.transfer: asyncio.Task | None = None
         self.stream: DataStream | None = None
+        self.sized: tuple[str, Listed, BinaryIO] | None = None  # see _drop_sized
 
     def _close_data_setup(self) -> None:
         if self.pasv is not None:
@@ -150,12 +151,13 @@ class TransferCommands:
         self.stream = await DataStream.open(sock, tls)
         return self.stream
 
-    def _start(self, work: Callable[[], Awaitable[None]], what: str) -> None:
-        """Run a transfer as a task; 425 at once when no PASV/PORT came first."""
+    def _start(self, work: Callable[[], Awaitable[None]], what: str) -> bool:
+        """Run a transfer as a task; 425 at once (and False) when no PASV/PORT came first."""
         if not self._can_transfer():
             self.reply(425, "Use PORT, EPRT, PASV or EPSV first.")
-            return
+            return False
         self.transfer = asyncio.get_running_loop().create_task(self._guard(work, what))
+        return True
 
     def _safe_reply(self, code: int, text: str) -> None:
         try:
@@ -322,8 +324,22 @@ class TransferCommands:
         return node, await self.vfs.find(node, self.ctx)
 
     async def ftp_SIZE(self, cmd: Command) -> None:
-        _, listed = await self._file(cmd.arg)
+        node = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
+        if node.kind is not Kind.FILE:
+            raise BBSError(Reason.NOT_FOUND, "not a plain file")
+        listed, file = await self.vfs.open_file(node, self.ctx)
+        self._drop_sized()
+        if file is not None:
+            self.sized = (node.path, listed, file)
         self.reply(213, str(listed.entry.size))
+
+    def _drop_sized(self) -> None:
+        """Close the file the last SIZE opened (SIZE opens it: clients such as
+        curl, lftp and browsers send RETR of it next, which then takes it
+        without another look-up)."""
+        if self.sized is not None:
+            self.sized[2].close()
+            self.sized = None
 
     async def ftp_MDTM(self, cmd: Command) -> None:
         _, listed = await self._file(cmd.arg)
@@ -338,7 +354,7 @@ class TransferCommands:
         self.rest = int(text)
         self.reply(350, f"Restarting at {self.rest}. Send RETR, STOR or APPE.")
 
-    async def ftp_RETR(self, cmd: Command) -> None:
+    def ftp_RETR(self, cmd: Command) -> Awaitable[None] | None:
         node = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
         if node.kind is not Kind.FILE:
             raise BBSError(Reason.NOT_FOUND, "not a plain file")
@@ -346,19 +362,30 @@ class TransferCommands:
         if not self.vfs.can_download(node.dir, self.ctx):
             raise BBSError(Reason.ACCESS_DENIED, "download_ars")
         offset, self.rest = self.rest, 0
+        sized, self.sized = self.sized, None
+        if sized is not None:
+            if sized[0] == node.path:  # opened by the SIZE just before
+                self._send(node, offset, sized[1], sized[2], b"")
+                return None
+            sized[2].close()
+        return self._open_and_send(node, offset)
+
+    async def _open_and_send(self, node: Node, offset: int) -> None:
+        assert node.dir is not None
         listed, file = await self.vfs.open_file(node, self.ctx)
-        if file is None:
-            data = self.vfs.index_bytes(await self.vfs.files_of(node.dir, self.ctx))
-            size = len(data)
-        else:
-            data = b""
-            size = listed.entry.size
+        data = b"" if file is not None else self.vfs.index_bytes(await self.vfs.files_of(node.dir, self.ctx))
+        self._send(node, offset, listed, file, data)
+
+    def _send(self, node: Node, offset: int, listed: Listed, file: BinaryIO | None, data: bytes) -> None:
+        """Start sending ``file`` (or ``data``, the generated index) from ``offset``."""
+        assert node.dir is not None and self.user is not None
+        size = len(data) if file is None else listed.entry.size
         if offset > size:
             if file is not None:
                 file.close()
             self.reply(554, f"Restart offset {offset} is beyond the end of the file ({size}).")
             return
-        name = listed.entry.name
+        name, user, d = listed.entry.name, self.user, node.dir
 
         async def work() -> None:
             try:
@@ -373,12 +400,13 @@ class TransferCommands:
                 if file is not None:
                     file.close()
             self._data_log("sent %s: %d bytes from offset %d", name, sent, offset)
-            log.info("%s downloaded %s/%s (%d bytes)", self.prefix, node.dir.code, name, sent)
+            log.info("%s downloaded %s/%s (%d bytes)", self.prefix, d.code, name, sent)
             self.reply(226, "Transfer complete.")
-            self.stored(self.service.ledger.download(self.user.number, sent, node.dir.code,
+            self.stored(self.service.ledger.download(user.number, sent, d.code,
                                                      listed.record.name if listed.record else None))
 
-        self._start(work, "RETR")
+        if not self._start(work, "RETR") and file is not None:
+            file.close()
 
     # -- uploads -----------------------------------------------------------
     async def ftp_STOR(self, cmd: Command) -> None:
@@ -402,6 +430,7 @@ class TransferCommands:
         raise BBSError(Reason.EXISTS, "no unique name left")
 
     async def _upload(self, node: Node, mode: str) -> None:
+        self._drop_sized()  # a file changes: a RETR after this opens it again
         if node.kind is not Kind.FILE:
             raise BBSError(Reason.BAD_NAME, "uploads go into a file directory")
         d = node.dir
@@ -502,6 +531,7 @@ class TransferCommands:
 
     # -- sysop file management --------------------------------------------
     async def ftp_DELE(self, cmd: Command) -> None:
+        self._drop_sized()  # a file changes: a RETR after this opens it again
         node, listed = await self._file(cmd.arg)
         assert node.dir is not None
         if listed.index:
@@ -520,6 +550,7 @@ class TransferCommands:
         self.reply(350, "Ready for RNTO.")
 
     async def ftp_RNTO(self, cmd: Command) -> None:
+        self._drop_sized()  # a file changes: a RETR after this opens it again
         if self.rnfr is None:
             self.reply(503, "Send RNFR first.")
             return

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.integration.ftpsupport import PASSWORD, USER, add_user, ftp_instance, seed, start
+from tests.integration.ftpsupport import LIBRARY, PASSWORD, USER, add_user, ftp_instance, seed, start
 
 
 #: More than the socket buffers of both ends hold, so the server is still
@@ -103,3 +103,27 @@ def test_max_inactivity_does_not_count_a_running_transfer(server):
     assert ftp.voidresp().startswith("226 ")   # a time-out during the transfer would be a 421 here
     assert ftp.getline().startswith("421 Inactivity time-out")  # idle now: MaxInactivity applies
     ftp.close()
+
+
+def test_retr_after_size_sends_the_file_asked_for(server):
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", server.ports["ftp"], timeout=15)
+    ftp.login(USER, PASSWORD)
+    ftp.voidcmd("TYPE I")
+
+    def retr(path: str, rest: int | None = None) -> bytes:
+        chunks: list[bytes] = []
+        ftp.retrbinary(f"RETR {path}", chunks.append, rest=rest)
+        return b"".join(chunks)
+
+    assert ftp.size("/Main/TEXT/big.bin") == len(BIG)      # SIZE opens big.bin ...
+    assert retr("/Main/TEXT/readme.txt") == LIBRARY["readme.txt"]  # ... a RETR of another file is not it
+    assert ftp.size("/Main/TEXT/readme.txt") == len(LIBRARY["readme.txt"])
+    assert retr("/Main/TEXT/readme.txt", rest=3) == LIBRARY["readme.txt"][3:]
+    with pytest.raises(ftplib.error_perm, match="550"):
+        ftp.size("readme.txt")                               # not in / : nothing is kept
+    assert retr("/Main/TEXT/readme.txt") == LIBRARY["readme.txt"]
+    ftp.cwd("/Main/TEXT")
+    assert ftp.size("readme.txt") == len(LIBRARY["readme.txt"])
+    assert retr("readme.txt") == LIBRARY["readme.txt"]      # the same file by a relative name
+    ftp.quit()
