@@ -44,6 +44,9 @@ PASV_LOOKUP_MAX_TTL = 300.0
 PASV_LOOKUP_MIN_TTL = 30.0
 #: Seconds a LOOKUP_PASV_IP query may take before the configured address is used.
 PASV_LOOKUP_TIMEOUT = 5.0
+#: Seconds the Guest account found for an anonymous login is reused (a
+#: sysop's change to it applies to logins after that).
+GUEST_CACHE_SECONDS = 1.0
 
 
 def reply_for(exc: BBSError) -> tuple[int, str]:
@@ -114,6 +117,7 @@ class FTPService:
         self.lookup = PasvLookup(cfg.hostname, resolver) if "LOOKUP_PASV_IP" in self.options else None
         self.sessions: set[Any] = set()
         self.ledger = Ledger(app.users, self.files)
+        self._guest: tuple[str, Any, float] | None = None  # (name, User, expiry): see guest_account
         self._data_tls: ssl.SSLContext | None = None
 
     def tls_context(self):
@@ -145,6 +149,21 @@ class FTPService:
                 return found
         configured = self.cfg.pasv_ip6_address if family == 6 else self.cfg.pasv_ip_address
         return configured or local
+
+    def cached_guest(self, name: str) -> Any:
+        """The Guest account ``name`` if it was looked up less than
+        :data:`GUEST_CACHE_SECONDS` ago, else None: a burst of anonymous
+        logins looks it up once a second, not once each."""
+        hit = self._guest
+        if hit is not None and hit[0] == name and hit[2] > time.monotonic():
+            return hit[1]
+        return None
+
+    async def guest_account(self, name: str) -> Any:
+        """Look the Guest account up (raises NOT_FOUND) and remember it."""
+        user = await self.app.users.find(name)
+        self._guest = (name, user, time.monotonic() + GUEST_CACHE_SECONDS)
+        return user
 
     def protocol(self, conn: Any) -> Any:
         """The protocol of one admitted control connection (a new session)."""

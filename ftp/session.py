@@ -332,18 +332,26 @@ class Session(TransferCommands, asyncio.Protocol):
         name = cmd.arg.strip()
         guest_name = self.app.config.system.guest_name
         if name.lower() in GUEST_NAMES or name.lower() == guest_name.lower():
-            return self._guest_user(guest_name)
+            account = self.service.cached_guest(guest_name)
+            if account is None:
+                return self._find_guest(guest_name)
+            self._guest_user(guest_name, account)
+            return None
         self.pending_user, self.guest = name, False
         self.reply(331, "User name okay, need password.")
         return None
 
-    async def _guest_user(self, guest_name: str) -> None:
+    async def _find_guest(self, guest_name: str) -> None:
         try:
-            self.guest_account = await self.app.users.find(guest_name)
+            account = await self.service.guest_account(guest_name)
         except BBSError:
             log.info("%s anonymous login refused: no %s account", self.prefix, guest_name)
             self.reply(530, MSG_NO_GUEST)
             return
+        self._guest_user(guest_name, account)
+
+    def _guest_user(self, guest_name: str, account: User) -> None:
+        self.guest_account = account
         self.pending_user, self.guest = guest_name, True
         self.reply(331, "User name okay, give your full e-mail address as password.")
 
