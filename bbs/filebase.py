@@ -34,6 +34,7 @@ longer than :data:`MAX_NAME`).
 from __future__ import annotations
 
 import dataclasses
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,8 @@ T = TypeVar("T")
 
 __all__ = ["FILE_MIGRATIONS", "MAX_DESCRIPTION", "MAX_NAME", "FileBase", "FileRecord", "check_name"]
 
+#: Control characters (C0 and DEL), never part of a file name.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 #: Longest file name accepted (bytes of UTF-8); Linux's NAME_MAX is 255.
 MAX_NAME = 255
 #: Longest description kept; Synchronet's extended descriptions are 4000 bytes
@@ -109,7 +112,7 @@ def check_name(name: str) -> str:
         raise BBSError(Reason.BAD_NAME, "empty file name")
     if "/" in name or "\\" in name:
         raise BBSError(Reason.BAD_NAME, "file name contains a path separator")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _CONTROL.search(name):
         raise BBSError(Reason.BAD_NAME, "file name contains a control character")
     try:
         encoded = name.encode("utf-8")
