@@ -80,10 +80,38 @@ class _LineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = record.__dict__.get("_line")
         if line is None:
-            if "tag" not in record.__dict__:  # from extra= (listeners, mail), else by logger name
-                record.tag = tag_for(record.name)
-            line = record._line = super().format(record)  # type: ignore[attr-defined]
+            # FORMAT, written out: the generic Formatter.format costs more
+            # than the rest of a log call. The tag comes from extra= (the
+            # listeners, mail), else from the logger name.
+            tag = record.__dict__.get("tag") or tag_for(record.name)
+            line = f"{self.formatTime(record)} {tag:<4} {record.levelname:<7} {record.getMessage()}"
+            if record.exc_info and not record.exc_text:
+                record.exc_text = self.formatException(record.exc_info)
+            if record.exc_text:
+                line = f"{line}\n{record.exc_text}"
+            if record.stack_info:
+                line = f"{line}\n{self.formatStack(record.stack_info)}"
+            record._line = line  # type: ignore[attr-defined]
         return line
+
+
+class _LogFile(logging.handlers.TimedRotatingFileHandler):
+    """``data/logs/bbs.log``, rotated at midnight; when headless each line
+    also goes to stderr, from the same handler (one pass through logging's
+    machinery for both)."""
+
+    def __init__(self, path: Path, echo: TextIO | None) -> None:
+        super().__init__(path, when="midnight", backupCount=LOG_BACKUPS, encoding="utf-8")
+        self.echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if self.echo is not None:
+            try:
+                self.echo.write(self.format(record) + self.terminator)  # formatted once (_LineFormatter)
+                self.echo.flush()
+            except Exception:
+                self.handleError(record)
 
 
 class BusHandler(logging.Handler):
@@ -115,9 +143,8 @@ def configure(level: int, log_dir: Path | None, bus: EventBus | None,
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.TimedRotatingFileHandler(
-            log_dir / "bbs.log", when="midnight", backupCount=LOG_BACKUPS, encoding="utf-8"))
-    if stream is not None:
+        handlers.append(_LogFile(log_dir / "bbs.log", stream))
+    elif stream is not None:
         handlers.append(logging.StreamHandler(stream))
     if bus is not None:
         handlers.append(BusHandler(bus))
