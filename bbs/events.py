@@ -159,6 +159,12 @@ class EventBus:
         finally:
             self._queues.remove(entry)
 
+    def wants(self, kind: type) -> bool:
+        """Whether anyone subscribed to events of ``kind`` (publishers of
+        frequent events skip building them when nobody listens)."""
+        return any(issubclass(kind, types) for types, _ in self._callbacks) or \
+            any(issubclass(kind, types) for types, _, _ in self._queues)
+
     def publish(self, event: Event) -> None:
         """Deliver ``event``; safe from any thread, never raises to the caller."""
         if self._loop is not None and threading.get_ident() != self._thread:

@@ -302,7 +302,9 @@ class ListenerManager:
         if remaining:
             return f"temporarily banned ({remaining:.0f} seconds left)"
         self._filters.ip.reload_if_changed()  # the sysop may have edited ip.can: one stat
-        self._filters.ipfilter_exempt.reload_if_changed()
+        if self._filters.ip.match_ip(address) is None:
+            return None
+        self._filters.ipfilter_exempt.reload_if_changed()  # read only for an address ip.can names
         entry = self._filters.is_ip_filtered(address)
         if entry is not None:
             return f"filtered (ip.can line {entry.line})"

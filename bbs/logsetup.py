@@ -122,6 +122,8 @@ class BusHandler(logging.Handler):
         self.bus = bus
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self.bus.wants(LogEvent):  # no console attached
+            return
         try:
             self.bus.publish(LogEvent(tag=record.__dict__.get("tag") or tag_for(record.name), level=record.levelno,
                                       logger=record.name, message=record.getMessage(),

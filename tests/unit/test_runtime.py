@@ -57,6 +57,28 @@ def test_event_bus_filters_types_and_survives_bad_subscribers():
     assert [e.user for e in got] == ["Zaphod"]
 
 
+def test_event_bus_says_whether_anyone_wants_a_kind_of_event():
+    async def main() -> None:
+        bus = EventBus()
+        assert not bus.wants(LogEvent) and not bus.wants(UserLogon)
+        unsubscribe = bus.subscribe(lambda event: None, UserLogon)
+        assert bus.wants(UserLogon) and not bus.wants(LogEvent)
+        unsubscribe()
+        assert not bus.wants(UserLogon)
+        everything = bus.subscribe(lambda event: None)     # no types: every event
+        assert bus.wants(LogEvent)
+        everything()
+        stream = bus.stream(LogEvent)
+        waiting = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0)
+        assert bus.wants(LogEvent) and not bus.wants(UserLogon)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await stream.aclose()
+        assert not bus.wants(LogEvent)
+    asyncio.run(main())
+
+
 def test_event_stream_gets_events_from_other_threads_and_counts_drops(monkeypatch):
     monkeypatch.setattr(events, "STREAM_QUEUE_LIMIT", 3)
 
