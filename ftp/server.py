@@ -111,7 +111,7 @@ class FTPService:
         self.cfg = cfg
         self.options = cfg.common.options
         self.files: FileBase = app.files  # the App's file base (data/file.db), shared with the nodes
-        self.vfs = VFS(app.config.files, self.files, dir_files="DIR_FILES" in self.options,
+        self.vfs = VFS(lambda: app.config.files, self.files, dir_files="DIR_FILES" in self.options,
                        index_name=cfg.index_file_name if "INDEX_FILE" in self.options else "")
         self.inactivity = cfg.common.max_inactivity
         self.lookup = PasvLookup(cfg.hostname, resolver) if "LOOKUP_PASV_IP" in self.options else None

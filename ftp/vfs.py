@@ -27,7 +27,7 @@ import enum
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from bbs.ars import SYSOP_LEVEL, AccessContext
 from bbs.boardconf import FileAreas, FileDir, FileLib
@@ -155,12 +155,18 @@ class Listed:
 class VFS:
     """The tree of one BBS (shared by every session; holds no session state)."""
 
-    def __init__(self, areas: FileAreas, files: FileBase, *, dir_files: bool = False,
-                 index_name: str = "") -> None:
-        self.areas = areas
+    def __init__(self, areas: FileAreas | Callable[[], FileAreas], files: FileBase, *,
+                 dir_files: bool = False, index_name: str = "") -> None:
+        # A callable gives the areas in force now: the running BBS re-reads
+        # file.ini when the sysop saves it (bbs.control reload_board).
+        self._areas = areas if callable(areas) else (lambda: areas)
         self.files = files
         self.dir_files = dir_files
         self.index_name = index_name
+
+    @property
+    def areas(self) -> FileAreas:
+        return self._areas()
 
     # -- access ------------------------------------------------------------
     @staticmethod

@@ -204,6 +204,13 @@ def test_new_message_subs_and_file_dirs_reach_the_running_bbs(instance: Path):
             assert any(d.code == "NEWDIR" for d in app.config.files.dirs)
             assert (instance / "files" / "newdir").is_dir()
             assert app.config.server is server                         # no server was touched
+            await app.users.add("Alice", "Sw0rdf1sh-Qx7")
+            reader, writer = await ftp(app.listeners.port_of("ftp"))  # the running FTP server sees it
+            for line in (b"USER Alice", b"PASS Sw0rdf1sh-Qx7", b"CWD /Main/NEWDIR"):
+                writer.write(line + b"\r\n")
+                reply = await asyncio.wait_for(reader.readline(), 10)
+            assert reply.startswith(b"250 ") and b"/Main/NEWDIR" in reply
+            writer.close()
     run_async(main(), timeout=60)
 
 
