@@ -80,7 +80,7 @@ class Database:
         self.name = name or self.path.name
         self._migrations: tuple[Migration, ...] = tuple(migrations)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        # Work waiting for the worker thread: (fn, args, future, loop). One thread
+        # Work waiting for the worker thread: (fn, args, future, loop, read_only). One thread
         # pass takes all of it into one transaction (group commit: one fsync)
         # and resolves the futures with one call into each loop.
         self._pending: collections.deque = collections.deque()
@@ -154,11 +154,21 @@ class Database:
         database is not open.  Cancelling the awaiting task drops work still
         queued; work the thread has started still commits or rolls back.
         """
+        return await self._submit(fn, args, False)
+
+    async def read(self, fn: Callable[..., T], /, *args: object) -> T:
+        """Like :meth:`run`, for ``fn`` that only reads. A pass of the worker
+        thread that holds only reads runs them in one plain ``BEGIN`` (a
+        snapshot, no write lock, no savepoints); in a pass with writes they
+        run like writes."""
+        return await self._submit(fn, args, True)
+
+    def _submit(self, fn: Callable[..., T], args: tuple, read_only: bool) -> asyncio.Future:
         executor = self._require_open()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self._pending_lock:
-            self._pending.append((fn, args, future, loop))
+            self._pending.append((fn, args, future, loop, read_only))
             scheduled, self._scheduled = self._scheduled, True
         if not scheduled:
             try:
@@ -167,7 +177,7 @@ class Database:
                 with self._pending_lock:
                     self._scheduled = False
                 raise
-        return await future
+        return future
 
     async def close(self) -> None:
         """Finish queued work, close the connection and stop the thread.
@@ -348,32 +358,36 @@ class Database:
         conn = self._conn
         if conn is None:
             error = BBSError(Reason.STORAGE, f"{self.name}: database is not open")
-            _deliver([(loop, future, None, error) for _, _, future, loop in jobs])
+            _deliver([(loop, future, None, error) for _, _, future, loop, _ in jobs])
             return
         outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future, object, BaseException | None]] = []
+        writing = not all(job[4] for job in jobs)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, args, future, loop in jobs:
-                conn.execute("SAVEPOINT job")
+            conn.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
+            for fn, args, future, loop, _ in jobs:
+                if writing:
+                    conn.execute("SAVEPOINT job")
                 try:
                     result = fn(conn, *args)
                 except BaseException as exc:  # this job alone is undone
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    if writing:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
                     if isinstance(exc, sqlite3.Error):
                         failure: BaseException = self._storage_error("query failed", exc)
                         failure.__cause__ = exc
                         exc = failure
                     outcomes.append((loop, future, None, exc))
                     continue
-                conn.execute("RELEASE job")
+                if writing:
+                    conn.execute("RELEASE job")
                 outcomes.append((loop, future, result, None))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             error = self._storage_error("query failed", exc)
-            _deliver([(loop, future, None, error) for _, _, future, loop in jobs])
+            _deliver([(loop, future, None, error) for _, _, future, loop, _ in jobs])
             return
         _deliver(outcomes)
 

@@ -228,7 +228,7 @@ class FileBase:
 
     async def get(self, dir_code: str, name: str) -> FileRecord | None:
         """The record of ``name`` in ``dir_code`` (any case), or None."""
-        return await self.db.run(_q_get, dir_code, name)
+        return await self.db.read(_q_get, dir_code, name)
 
     async def get_beside(self, dir_code: str, name: str, work: Callable[[], T | None]) -> tuple[T | None, FileRecord | None]:
         """``(work(), get(dir_code, name))`` in one pass of the worker thread.
@@ -237,11 +237,11 @@ class FileBase:
         returns None when the file is not there; the record is then not
         looked up. A protocol's SIZE or RETR thus costs one thread hop, not two.
         """
-        return await self.db.run(_q_get_beside, dir_code, name, work)
+        return await self.db.read(_q_get_beside, dir_code, name, work)
 
     async def list(self, dir_code: str) -> list[FileRecord]:
         """Every record of ``dir_code``, ordered by name."""
-        return await self.db.run(_q_list, dir_code)
+        return await self.db.read(_q_list, dir_code)
 
     async def set_description(self, dir_code: str, name: str, description: str) -> FileRecord:
         """Replace a file's description; raises ``NOT_FOUND``."""

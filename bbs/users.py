@@ -655,7 +655,7 @@ class UserBase:
 
         Raises ``BBSError(NOT_FOUND)`` when the slot does not exist.
         """
-        return await self.db.run(_q_get, _check_number(number))
+        return await self.db.read(_q_get, _check_number(number))
 
     async def find(self, name_or_number: str) -> User:
         """Resolve what a caller typed at a log-on or "to:" prompt to a live user.
@@ -667,15 +667,15 @@ class UserBase:
         """
         if not isinstance(name_or_number, str):
             raise BBSError(Reason.NOT_FOUND, "no such user")
-        return await self.db.run(lambda conn: _q_get(conn, _q_lookup(conn, name_or_number)))
+        return await self.db.read(lambda conn: _q_get(conn, _q_lookup(conn, name_or_number)))
 
     async def list(self, *, include_deleted: bool = False) -> builtins.list[User]:
         """Return users in number order (live ones unless ``include_deleted``)."""
-        return await self.db.run(_q_list, include_deleted)
+        return await self.db.read(_q_list, include_deleted)
 
     async def count(self, *, include_deleted: bool = False) -> int:
         """Return how many users there are (live ones unless ``include_deleted``)."""
-        return await self.db.run(_q_count, include_deleted)
+        return await self.db.read(_q_count, include_deleted)
 
     async def set_password(self, number: int, password: str) -> None:
         """Replace user ``number``'s password (user's own change or sysop reset).

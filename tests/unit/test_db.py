@@ -344,3 +344,36 @@ def test_concurrent_runs_share_a_commit_but_fail_alone(tmp_path):
         await db.close()
 
     asyncio.run(main())
+
+
+def test_reads_take_no_write_lock_and_fail_alone(tmp_path):
+    """A pass of only read() jobs runs in a plain BEGIN: another process's
+    write transaction does not hold it up (WAL), as it would hold a run()
+    (BEGIN IMMEDIATE waits for the write lock). A read that raises fails alone."""
+    async def main():
+        path = tmp_path / "reads.db"
+        db = Database(path, ["CREATE TABLE t (v INTEGER)"])
+        await db.open()
+        await db.run(lambda conn: conn.execute("INSERT INTO t (v) VALUES (1), (2)"))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")                  # another process writes ...
+        other.execute("INSERT INTO t (v) VALUES (3)")    # ... and has not committed
+
+        def total(conn):
+            return conn.execute("SELECT sum(v) FROM t").fetchone()[0]
+
+        def broken(conn):
+            conn.execute("SELECT nothing FROM t")
+
+        started = time.monotonic()
+        results = await asyncio.wait_for(asyncio.gather(db.read(total), db.read(broken), db.read(total),
+                                                        return_exceptions=True), 3)
+        assert time.monotonic() - started < 1.0        # a run() would wait out the busy timeout
+        assert results[0] == results[2] == 3           # the committed rows only
+        assert isinstance(results[1], BBSError) and results[1].reason is Reason.STORAGE
+        other.execute("COMMIT")
+        other.close()
+        assert await db.read(total) == 6
+        await db.close()
+
+    asyncio.run(main())
