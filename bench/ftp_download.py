@@ -12,7 +12,7 @@ concurrency test, default 200, 10 KB each, fetched by one
 directory and the servers' logs).
 
 Servers, each its own process on 127.0.0.1, serving the same bytes (hard
-links of one file) to anonymous curl:
+links of one file) at the same path, ``/Main/TEXT/``, to anonymous curl:
 
 * ours: ``python -m bbs run DIR`` on a fresh instance (only the FTP server,
   a Guest account, the files recorded in the file base of dir Main/TEXT);
@@ -52,6 +52,9 @@ from common import START_TIMEOUT, free_port, wait_port  # noqa: E402  (bench/com
 
 PEERS = REPO.parent / "shared" / "peers"
 BIG = "big.bin"
+#: The peers serve the files at the path ours has them (library Main, dir
+#: TEXT), so curl sends every server the same commands (PWD, CWD Main, CWD TEXT ...).
+PEER_DIR = "Main/TEXT"
 SMALL_SIZE = 10 * 1024
 #: A parallel round slower than this (seconds) is not repeated: vsftpd's
 #: listen backlog of 32 drops SYNs of 200 simultaneous connects, and the
@@ -135,15 +138,16 @@ def start_vsftpd(work: Path, source: Path, small: list[tuple[str, bytes]], log) 
         return None
     top = work / "vsftpd"
     (top / "vsftpd" / "empty").mkdir(parents=True)
-    make_files(top / "ftproot", source, small)
-    os.chmod(top / "ftproot", 0o755)
+    make_files(top / "ftproot" / PEER_DIR, source, small)
+    for folder in (top / "ftproot", top / "ftproot" / "Main", top / "ftproot" / PEER_DIR):
+        os.chmod(folder, 0o755)
     port = free_port()
     conf = template.read_text().replace("@DIR@", str(top)).replace("listen_port=2121", f"listen_port={port}")
     (top / "vsftpd.conf").write_text(conf)
     proc = subprocess.Popen([binary, str(top / "vsftpd.conf")], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=log)
     wait_port(port, proc, "vsftpd")
-    return Server("vsftpd", port, proc, "/")
+    return Server("vsftpd", port, proc, f"/{PEER_DIR}/")
 
 
 def start_pyftpdlib(work: Path, source: Path, small: list[tuple[str, bytes]], log) -> Server | None:
@@ -153,12 +157,12 @@ def start_pyftpdlib(work: Path, source: Path, small: list[tuple[str, bytes]], lo
         print("pyftpdlib: not installed (pip install -e '.[test]'); skipped")
         return None
     top = work / "pyftpdlib"
-    make_files(top, source, small)
+    make_files(top / PEER_DIR, source, small)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pyftpdlib", "-i", "127.0.0.1", "-p", str(port),
                              "-d", str(top)], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     wait_port(port, proc, "pyftpdlib")
-    return Server("pyftpdlib", port, proc, "/")
+    return Server("pyftpdlib", port, proc, f"/{PEER_DIR}/")
 
 
 def cpu_seconds(pid: int) -> float:
