@@ -8,8 +8,8 @@ menus' status line, and does what can be done:
   chat.ini: :data:`bbs.instance.LIVE_FILES`): nothing (applies now);
 * main.ini (system, new users), msgs.ini, file.ini, in the live console:
   re-read into the running BBS at once (new subs and dirs appear to callers
-  without a restart; :meth:`bbs.control.ServerControl.reload_board`); the
-  FTP Server lists dirs from its start, so file.ini also offers its recycle;
+  and FTP clients without a restart;
+  :meth:`bbs.control.ServerControl.reload_board`);
 * a server's sbbs.ini section, its listener sockets, services.ini: in the
   live console, a yes/no question recycles that server now
   (``[Global]``: every server);
@@ -71,10 +71,8 @@ def effect_of(root: Path, file: str, section: str | None = None, key: str | None
     why = restart.get((key or "").lower()) or restart.get("")
     if why:
         return Effect(restart=why)
-    if file == "ctrl/main.ini" or file == "ctrl/msgs.ini":
+    if file in ("ctrl/main.ini", "ctrl/msgs.ini", "ctrl/file.ini"):
         return Effect(board=True)
-    if file == "ctrl/file.ini":
-        return Effect(board=True, server="ftp")
     if file == "ctrl/services.ini":
         return Effect(server="services")
     if file == "ctrl/sbbs.ini":
@@ -129,12 +127,7 @@ def apply_saved(view: Any, head: str, effect: Effect) -> None:
         return
     target = recycle_target(effect)
     if effect.board:
-        def applied(message: str) -> None:
-            if target:
-                _offer_recycle(view, control, f"{head}; {message}", target, "it lists dirs from its start")
-            else:
-                view.status(f"{head}; {message}", "ok_msg")
-        _background(view, control.reload_board(), applied)
+        _background(view, control.reload_board(), lambda message: view.status(f"{head}; {message}", "ok_msg"))
         return
     if target is not None:
         _offer_recycle(view, control, head, target, "")

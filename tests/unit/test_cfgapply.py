@@ -43,7 +43,7 @@ def test_what_each_edit_needs(instance: Path):
         ("ctrl/main.ini", "System", "Name"): Effect(board=True),
         ("ctrl/main.ini", "Nodes", "LastNode"): Effect(restart="the node table is made at start-up"),
         ("ctrl/msgs.ini", "sub:Local:GENERAL", "name"): Effect(board=True),
-        ("ctrl/file.ini", "dir:Main:UPLOADS", "path"): Effect(board=True, server="ftp"),
+        ("ctrl/file.ini", "dir:Main:UPLOADS", "path"): Effect(board=True),
     }
     for (file, section, key), expected in cases.items():
         assert effect_of(instance, file, section, key) == expected, (file, section, key)
@@ -81,9 +81,9 @@ def test_in_the_console_a_save_recycles_the_server_after_a_yes(instance: Path):
             open_path(view, "File Areas", "Main", "Dir UPLOADS")
             edit(view, "description", "Fresh uploads")
             await view.settle()
-            assert "Saved. Recycle the FTP Server now to apply it (it lists dirs from its start)?" in text(view)
+            assert "saved ctrl/file.ini: description = Fresh uploads; applied: " in status(view)
             assert next(d for d in app.config.files.dirs if d.code == "UPLOADS").description == "Fresh uploads"
-            press(view, SIZE, "n", "esc", "esc", "esc")
+            press(view, SIZE, "esc", "esc", "esc")
             open_path(view, "Nodes")
             edit(view, "LastNode", "9")
             assert "needs a restart of bbs run (the node table is made at start-up)" in status(view)
