@@ -73,6 +73,7 @@ class Session(TransferCommands, asyncio.Protocol):
         self.tls_proxy = conn.listener.tls is TLSMode.EXT
         self.done = False
         self.lost = False
+        self.eof = False
         self.prefix = f"FTP {conn.address}"
         self.login_failures = 0
         self.bad_commands = 0
@@ -123,7 +124,11 @@ class Session(TransferCommands, asyncio.Protocol):
             self._serve_lines()
 
     def eof_received(self) -> bool:
-        return False  # the transport closes; connection_lost ends the session
+        # The client sent everything (a script: printf ... | nc): a command
+        # still at work and the lines after it are answered, then the
+        # session closes. Otherwise the transport closes now.
+        self.eof = True
+        return self.waiting is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -262,6 +267,8 @@ class Session(TransferCommands, asyncio.Protocol):
             self.close()
         elif not self.lost:
             self._serve_lines()
+            if self.eof and self.waiting is None and not self.done:
+                self.close()
 
     def _failed(self, verb: str, exc: Exception) -> None:
         """A command raised: core errors become replies; a broken connection

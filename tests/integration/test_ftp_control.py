@@ -60,6 +60,17 @@ def test_commands_sent_together_are_answered_in_order(server):
     ctl.close()
 
 
+def test_a_script_that_sends_everything_then_ends_gets_every_reply(server):
+    ctl = Control(server.ports["ftp"])                  # printf '...' | nc host port
+    ctl.send(b"USER anonymous\r\nPASS me@example.org\r\nPWD\r\nSIZE /Main/TEXT/big.bin\r\n")
+    ctl.sock.shutdown(socket.SHUT_WR)
+    replies = []
+    while line := ctl.line():
+        replies.append(line)
+    assert [r[:4] for r in replies] == ["331 ", "230 ", "257 ", "213 "]
+    ctl.close()
+
+
 def test_an_overlong_line_is_refused_once_and_the_session_goes_on(server):
     ctl = Control(server.ports["ftp"])
     ctl.send(b"NOOP " + b"x" * 200_000)   # no end of line yet: more than the 64 KB buffered
