@@ -80,6 +80,7 @@ class Session(TransferCommands, asyncio.Protocol):
         self.bookkeeping: list[asyncio.Future] = []
         self.loop = asyncio.get_running_loop()
         self.buffer = bytearray()
+        self.holds: set[str] = set()  # why the client is not read now (see _hold)
         self.skip_line = False  # the rest of an overlong line is dropped
         self.waiting: asyncio.Task | None = None  # the command that must wait
         self.last_input = self.loop.time()
@@ -122,6 +123,8 @@ class Session(TransferCommands, asyncio.Protocol):
         self.buffer += data
         if self.waiting is None:
             self._serve_lines()
+        elif len(self.buffer) > MAX_BUFFERED_LINE:  # lines pile up behind a waiting command
+            self._hold("waiting")
 
     def eof_received(self) -> bool:
         # The client sent everything (a script: printf ... | nc): a command
@@ -146,12 +149,22 @@ class Session(TransferCommands, asyncio.Protocol):
     # Replies are small: when the client does not read them, stop reading
     # its commands until it does (TCP flow control does the rest).
     def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._hold("replies")
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.lost:
-            self.transport.resume_reading()
+        self._release("replies")
+
+    def _hold(self, reason: str) -> None:
+        """Stop reading the client for ``reason`` (until :meth:`_release`)."""
+        if not self.holds and self.transport is not None and not self.lost:
+            self.transport.pause_reading()
+        self.holds.add(reason)
+
+    def _release(self, reason: str) -> None:
+        if reason in self.holds:
+            self.holds.discard(reason)
+            if not self.holds and self.transport is not None and not self.lost:
+                self.transport.resume_reading()
 
     # -- I/O -------------------------------------------------------------
     def reply(self, code: int, text: str | list[str]) -> None:
@@ -263,6 +276,7 @@ class Session(TransferCommands, asyncio.Protocol):
             self._failed(verb, exc)
         finally:
             self.waiting = None
+            self._release("waiting")
         if self.done:
             self.close()
         elif not self.lost:

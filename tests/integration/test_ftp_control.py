@@ -138,3 +138,28 @@ def test_retr_after_size_sends_the_file_asked_for(server):
     assert ftp.size("readme.txt") == len(LIBRARY["readme.txt"])
     assert retr("readme.txt") == LIBRARY["readme.txt"]      # the same file by a relative name
     ftp.quit()
+
+
+def test_lines_behind_a_waiting_command_are_not_read_without_bound(server):
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", server.ports["ftp"], timeout=15)
+    ftp.login(USER, PASSWORD)
+    ftp.voidcmd("TYPE I")
+    data = ftp.transfercmd("RETR /Main/TEXT/big.bin")      # not read yet: the transfer stays busy
+    ftp.sock.sendall(b"PWD\r\n")                           # waits for the transfer (RFC 959)
+    ftp.sock.settimeout(3)
+    sent = 0
+    with pytest.raises(socket.timeout):                    # the server stops reading us ...
+        while sent < 256 * 1024 * 1024:
+            sent += ftp.sock.send(b"NOOP\r\n" * 10000)
+    assert sent < 64 * 1024 * 1024                         # ... long before 256 MB
+    ftp.sock.settimeout(15)
+    got = 0
+    while chunk := data.recv(1 << 16):
+        got += len(chunk)
+    data.close()
+    assert got == len(BIG)
+    assert ftp.getline().startswith("226 ")
+    assert ftp.getline().startswith('257 "/"')            # the waiting command, then the rest
+    assert ftp.getline() == "200 NOOP ok."
+    ftp.close()
