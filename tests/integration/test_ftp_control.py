@@ -28,6 +28,15 @@ def server(tmp_path_factory):
     process.stop()
 
 
+def binary_session(server) -> ftplib.FTP:
+    """alice logged in with ftplib, TYPE I."""
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", server.ports["ftp"], timeout=15)
+    ftp.login(USER, PASSWORD)
+    ftp.voidcmd("TYPE I")
+    return ftp
+
+
 class Control:
     """A control connection read reply by reply."""
 
@@ -95,10 +104,7 @@ def test_a_flood_of_bad_lines_is_cut_off(server):
 
 
 def test_max_inactivity_does_not_count_a_running_transfer(server):
-    ftp = ftplib.FTP()
-    ftp.connect("127.0.0.1", server.ports["ftp"], timeout=15)
-    ftp.login(USER, PASSWORD)
-    ftp.voidcmd("TYPE I")
+    ftp = binary_session(server)
     data = ftp.transfercmd("RETR /Main/TEXT/big.bin")
     got = 0
     started = time.monotonic()
@@ -117,10 +123,7 @@ def test_max_inactivity_does_not_count_a_running_transfer(server):
 
 
 def test_retr_after_size_sends_the_file_asked_for(server):
-    ftp = ftplib.FTP()
-    ftp.connect("127.0.0.1", server.ports["ftp"], timeout=15)
-    ftp.login(USER, PASSWORD)
-    ftp.voidcmd("TYPE I")
+    ftp = binary_session(server)
 
     def retr(path: str, rest: int | None = None) -> bytes:
         chunks: list[bytes] = []
@@ -141,10 +144,7 @@ def test_retr_after_size_sends_the_file_asked_for(server):
 
 
 def test_lines_behind_a_waiting_command_are_not_read_without_bound(server):
-    ftp = ftplib.FTP()
-    ftp.connect("127.0.0.1", server.ports["ftp"], timeout=15)
-    ftp.login(USER, PASSWORD)
-    ftp.voidcmd("TYPE I")
+    ftp = binary_session(server)
     data = ftp.transfercmd("RETR /Main/TEXT/big.bin")      # not read yet: the transfer stays busy
     ftp.sock.sendall(b"PWD\r\n")                           # waits for the transfer (RFC 959)
     ftp.sock.settimeout(3)
