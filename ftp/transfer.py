@@ -159,12 +159,6 @@ class TransferCommands:
         self.transfer = asyncio.get_running_loop().create_task(self._guard(work, what))
         return True
 
-    def _safe_reply(self, code: int, text: str) -> None:
-        try:
-            self.reply(code, text)
-        except (ConnectionError, OSError, ssl.SSLError):
-            pass
-
     async def _guard(self, work: Callable[[], Awaitable[None]], what: str) -> None:
         try:
             await work()
@@ -172,17 +166,17 @@ class TransferCommands:
             if self.stream is not None:
                 self.stream.abort()
             self._data_log("%s aborted after %d bytes", what, self.transfer_bytes())
-            self._safe_reply(426, "Transfer aborted.")
+            self.reply(426, "Transfer aborted.")
         except DataError as exc:
             log.info("%s %s: %s", self.prefix, what, exc)
-            self._safe_reply(425, "Can't open data connection.")
+            self.reply(425, "Can't open data connection.")
         except BBSError as exc:
-            self._safe_reply(*reply_for(exc))
+            self.reply(*reply_for(exc))
         except OverflowError:
-            self._safe_reply(552, "Exceeded storage allocation (MaxFileSize).")
+            self.reply(552, "Exceeded storage allocation (MaxFileSize).")
         except (ConnectionError, OSError, ssl.SSLError) as exc:
             log.info("%s %s failed: %s", self.prefix, what, exc)
-            self._safe_reply(426, "Connection closed; transfer aborted.")
+            self.reply(426, "Connection closed; transfer aborted.")
         finally:
             stream, self.stream = self.stream, None
             if stream is not None:
@@ -317,16 +311,19 @@ class TransferCommands:
         facts = proto.mlst_facts(entry).split(" ", 1)[0]
         self.reply(250, [f"Listing {node.path}", f"{facts} {node.path}", "End."])
 
-    async def _file(self, arg: str) -> tuple[Node, Listed]:
+    def _file_node(self, arg: str) -> Node:
+        """The file a command names (not a library or a dir); raises NOT_FOUND."""
         node = self.vfs.resolve(self.cwd, arg, self.ctx)
         if node.kind is not Kind.FILE:
             raise BBSError(Reason.NOT_FOUND, "not a plain file")
+        return node
+
+    async def _file(self, arg: str) -> tuple[Node, Listed]:
+        node = self._file_node(arg)
         return node, await self.vfs.find(node, self.ctx)
 
     async def ftp_SIZE(self, cmd: Command) -> None:
-        node = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
-        if node.kind is not Kind.FILE:
-            raise BBSError(Reason.NOT_FOUND, "not a plain file")
+        node = self._file_node(cmd.arg)
         listed, file = await self.vfs.open_file(node, self.ctx)
         self._drop_sized()
         if file is not None:
@@ -355,9 +352,7 @@ class TransferCommands:
         self.reply(350, f"Restarting at {self.rest}. Send RETR, STOR or APPE.")
 
     def ftp_RETR(self, cmd: Command) -> Awaitable[None] | None:
-        node = self.vfs.resolve(self.cwd, cmd.arg, self.ctx)
-        if node.kind is not Kind.FILE:
-            raise BBSError(Reason.NOT_FOUND, "not a plain file")
+        node = self._file_node(cmd.arg)
         assert node.dir is not None
         if not self.vfs.can_download(node.dir, self.ctx):
             raise BBSError(Reason.ACCESS_DENIED, "download_ars")

@@ -304,8 +304,8 @@ class VFS:
         spelt as on disk takes one worker-thread pass for the open, the
         fstat and the file-base row."""
         d = node.dir
-        if node.kind is Kind.FILE and d is not None and not node.name.startswith("."):
-            path = real_file(d.path, node.name)
+        if node.kind is Kind.FILE and d is not None:
+            path = self.path_of(node)  # BAD_NAME for a hidden name
             opened, record = await self.files.get_beside(d.code, node.name, lambda: open_regular(path))
             if opened is not None:
                 file, st = opened
