@@ -21,14 +21,18 @@ log = logging.getLogger(__name__)
 
 
 class Ledger:
-    """Pending statistics of every FTP session, and the task storing them."""
+    """Pending statistics of every FTP session, and the task storing them.
+
+    Every write of one batch gets the same future (done once the batch is
+    stored); a write while a batch is being stored starts the next one."""
 
     def __init__(self, users: Any, files: Any) -> None:
         self.users, self.files = users, files
         self._logons: list[tuple[int, float]] = []
         self._stats: list[tuple[int, dict[str, int]]] = []
         self._downloads: list[tuple[str, str]] = []
-        self._waiters: list[asyncio.Future] = []
+        self._writes = 0
+        self._batch: asyncio.Future | None = None  # the next batch's future, while it has writes
         self._task: asyncio.Task | None = None
 
     def logon(self, number: int) -> asyncio.Future:
@@ -50,18 +54,20 @@ class Ledger:
         return self._stored()
 
     def _stored(self) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._waiters.append(future)
-        if self._task is None:
-            self._task = loop.create_task(self._store())
-        return future
+        self._writes += 1
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self._batch = loop.create_future()
+            if self._task is None:
+                self._task = loop.create_task(self._store())
+        return self._batch
 
     async def _store(self) -> None:
         try:
-            while self._waiters:
-                logons, stats, downloads, waiters = self._logons, self._stats, self._downloads, self._waiters
-                self._logons, self._stats, self._downloads, self._waiters = [], [], [], []
+            while self._batch is not None:
+                logons, stats, downloads, writes, batch = \
+                    self._logons, self._stats, self._downloads, self._writes, self._batch
+                self._logons, self._stats, self._downloads, self._writes, self._batch = [], [], [], 0, None
                 jobs = []
                 if logons or stats:
                     jobs.append(self.users.record_activity(logons, stats))
@@ -71,17 +77,13 @@ class Ledger:
                     for result in await asyncio.gather(*jobs, return_exceptions=True):
                         if isinstance(result, BaseException):
                             log.error("FTP statistics of %d writes could not be stored: %s",
-                                      len(waiters), result, exc_info=result)
+                                      writes, result, exc_info=result)
                         elif result:
                             log.warning("FTP statistics skipped for what no longer exists: %s", result)
                 finally:
-                    _release(waiters)
+                    batch.set_result(None)
         finally:
             self._task = None
-            _release(self._waiters)  # cancelled (shutdown): nobody waits for ever
-
-
-def _release(waiters: list[asyncio.Future]) -> None:
-    for future in waiters:
-        if not future.done():
-            future.set_result(None)
+            if self._batch is not None:  # cancelled (shutdown): nobody waits for ever
+                self._batch.set_result(None)
+                self._batch = None

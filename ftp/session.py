@@ -137,8 +137,7 @@ class Session(TransferCommands, asyncio.Protocol):
         self.lost = True
         if self.idle_timer is not None:
             self.idle_timer.cancel()
-        if self.waiting is None and (self.transfer is None or self.transfer.done()) \
-                and all(w.done() for w in self.bookkeeping):
+        if self.waiting is None and (self.transfer is None or self.transfer.done()) and not self._unstored():
             self._ended()  # nothing left to wait for (the usual end after QUIT)
             return
         tasks = self.app.listeners.tasks
@@ -208,12 +207,16 @@ class Session(TransferCommands, asyncio.Protocol):
         """Keep a statistics write of the :class:`~ftp.ledger.Ledger` (logon,
         transfer credits); :meth:`settle` waits for it. The client's next
         command does not wait for its fsync."""
-        self.bookkeeping = [w for w in self.bookkeeping if not w.done()]
-        self.bookkeeping.append(write)
+        self.bookkeeping = self._unstored()
+        if write not in self.bookkeeping:  # writes of one batch share its future
+            self.bookkeeping.append(write)
+
+    def _unstored(self) -> list[asyncio.Future]:
+        return [w for w in self.bookkeeping if not w.done()]
 
     async def settle(self) -> None:
         """Wait until the statistics this session handed in are stored."""
-        pending = [w for w in self.bookkeeping if not w.done()]
+        pending = self._unstored()
         if pending:
             await asyncio.wait(pending)
         self.bookkeeping = []
@@ -437,7 +440,7 @@ class Session(TransferCommands, asyncio.Protocol):
         self.reply(220, "Ready for a new user.")
 
     def ftp_QUIT(self, cmd: Command) -> Awaitable[None] | None:
-        if not all(w.done() for w in self.bookkeeping):
+        if self._unstored():
             return self._quit_settled()
         self.reply(221, "Goodbye.")
         self.done = True
