@@ -36,6 +36,11 @@ def tag_for(name: str) -> str:
     return "bbs"
 
 
+def _tag_of(record: logging.LogRecord) -> str:
+    """The record's tag: from ``extra=`` (the listeners, mail), else from the logger name."""
+    return record.__dict__.get("tag") or tag_for(record.name)
+
+
 class _AcceptStormFilter(logging.Filter):
     """Python 3.11's accept loop logs one error (with traceback) per pending
     connection when out of file descriptors (cpython#151615): keep one line
@@ -81,10 +86,8 @@ class _LineFormatter(logging.Formatter):
         line = record.__dict__.get("_line")
         if line is None:
             # FORMAT, written out: the generic Formatter.format costs more
-            # than the rest of a log call. The tag comes from extra= (the
-            # listeners, mail), else from the logger name.
-            tag = record.__dict__.get("tag") or tag_for(record.name)
-            line = f"{self.formatTime(record)} {tag:<4} {record.levelname:<7} {record.getMessage()}"
+            # than the rest of a log call.
+            line = f"{self.formatTime(record)} {_tag_of(record):<4} {record.levelname:<7} {record.getMessage()}"
             if record.exc_info and not record.exc_text:
                 record.exc_text = self.formatException(record.exc_info)
             if record.exc_text:
@@ -125,7 +128,7 @@ class BusHandler(logging.Handler):
         if not self.bus.wants(LogEvent):  # no console attached
             return
         try:
-            self.bus.publish(LogEvent(tag=record.__dict__.get("tag") or tag_for(record.name), level=record.levelno,
+            self.bus.publish(LogEvent(tag=_tag_of(record), level=record.levelno,
                                       logger=record.name, message=record.getMessage(),
                                       when=record.created))
         except Exception:
