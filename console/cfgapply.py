@@ -130,15 +130,14 @@ def apply_saved(view: Any, head: str, effect: Effect) -> None:
         _background(view, control.reload_board(), lambda message: view.status(f"{head}; {message}", "ok_msg"))
         return
     if target is not None:
-        _offer_recycle(view, control, head, target, "")
+        _offer_recycle(view, control, head, target)
 
 
-def _offer_recycle(view: Any, control: Any, head: str, server: str, why: str) -> None:
+def _offer_recycle(view: Any, control: Any, head: str, server: str) -> None:
     if server and server not in control.running:
         view.status(f"{head}; the {SERVER_TITLES[server]} is stopped: applies when it starts", "ok_msg")
         return
-    because = f" ({why})" if why else ""
-    view.confirm(f"Saved. Recycle {title_of(server)} now to apply it{because}?",
+    view.confirm(f"Saved. Recycle {title_of(server)} now to apply it?",
                  lambda: _background(view, control.recycle(server or None),
                                      lambda message: view.status(f"{head}; {message}", "ok_msg")))
 
