@@ -161,11 +161,14 @@ def _q_update(conn: sqlite3.Connection, dir_code: str, name: str, sql: str, args
     return found
 
 
+#: What one completed download changes in a file's row (one parameter: the time).
+_COUNT_DOWNLOAD = "downloads = downloads + 1, last_download = ?"
+
+
 def _q_count_downloads(conn: sqlite3.Connection, files: list[tuple[str, str]], when: float) -> list[tuple[str, str]]:
     missing = []
     for dir_code, name in files:
-        cursor = conn.execute("UPDATE files SET downloads = downloads + 1, last_download = ? WHERE dir = ? AND name = ?",
-                              (when, dir_code, name))
+        cursor = conn.execute(f"UPDATE files SET {_COUNT_DOWNLOAD} WHERE dir = ? AND name = ?", (when, dir_code, name))
         if cursor.rowcount == 0:
             missing.append((dir_code, name))
     return missing
@@ -257,8 +260,7 @@ class FileBase:
 
         Raises ``NOT_FOUND`` when the base does not list the file.
         """
-        return await self.db.run(_q_update, dir_code, name,
-                                 "downloads = downloads + 1, last_download = ?",
+        return await self.db.run(_q_update, dir_code, name, _COUNT_DOWNLOAD,
                                  (time.time() if when is None else when,))
 
     async def count_downloads(self, files: Sequence[tuple[str, str]], when: float | None = None) \
