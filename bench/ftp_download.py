@@ -52,9 +52,10 @@ from common import START_TIMEOUT, free_port, wait_port  # noqa: E402  (bench/com
 
 PEERS = REPO.parent / "shared" / "peers"
 BIG = "big.bin"
-#: The peers serve the files at the path ours has them (library Main, dir
-#: TEXT), so curl sends every server the same commands (PWD, CWD Main, CWD TEXT ...).
-PEER_DIR = "Main/TEXT"
+#: Where every server has the files: ours in library Main, dir TEXT, and the
+#: peers at that path too, so curl sends all the same commands (PWD, CWD Main,
+#: CWD TEXT ...).
+FILES_AT = "Main/TEXT"
 SMALL_SIZE = 10 * 1024
 #: A parallel round slower than this (seconds) is not repeated: vsftpd's
 #: listen backlog of 32 drops SYNs of 200 simultaneous connects, and the
@@ -127,7 +128,7 @@ def start_ours(work: Path, source: Path, small: list[tuple[str, bytes]], log) ->
             raise SystemExit("our server did not start")
         time.sleep(0.05)
     port = next(r["port"] for r in json.loads(listeners.read_text())["listeners"] if r["service"] == "ftp")
-    return Server("ours", port, proc, "/Main/TEXT/")
+    return Server("ours", port, proc, f"/{FILES_AT}/")
 
 
 def start_vsftpd(work: Path, source: Path, small: list[tuple[str, bytes]], log) -> Server | None:
@@ -138,8 +139,8 @@ def start_vsftpd(work: Path, source: Path, small: list[tuple[str, bytes]], log) 
         return None
     top = work / "vsftpd"
     (top / "vsftpd" / "empty").mkdir(parents=True)
-    make_files(top / "ftproot" / PEER_DIR, source, small)
-    for folder in (top / "ftproot", top / "ftproot" / "Main", top / "ftproot" / PEER_DIR):
+    make_files(top / "ftproot" / FILES_AT, source, small)
+    for folder in (top / "ftproot", top / "ftproot" / "Main", top / "ftproot" / FILES_AT):
         os.chmod(folder, 0o755)
     port = free_port()
     conf = template.read_text().replace("@DIR@", str(top)).replace("listen_port=2121", f"listen_port={port}")
@@ -147,7 +148,7 @@ def start_vsftpd(work: Path, source: Path, small: list[tuple[str, bytes]], log) 
     proc = subprocess.Popen([binary, str(top / "vsftpd.conf")], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=log)
     wait_port(port, proc, "vsftpd")
-    return Server("vsftpd", port, proc, f"/{PEER_DIR}/")
+    return Server("vsftpd", port, proc, f"/{FILES_AT}/")
 
 
 def start_pyftpdlib(work: Path, source: Path, small: list[tuple[str, bytes]], log) -> Server | None:
@@ -157,12 +158,12 @@ def start_pyftpdlib(work: Path, source: Path, small: list[tuple[str, bytes]], lo
         print("pyftpdlib: not installed (pip install -e '.[test]'); skipped")
         return None
     top = work / "pyftpdlib"
-    make_files(top / PEER_DIR, source, small)
+    make_files(top / FILES_AT, source, small)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pyftpdlib", "-i", "127.0.0.1", "-p", str(port),
                              "-d", str(top)], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     wait_port(port, proc, "pyftpdlib")
-    return Server("pyftpdlib", port, proc, f"/{PEER_DIR}/")
+    return Server("pyftpdlib", port, proc, f"/{FILES_AT}/")
 
 
 def cpu_seconds(pid: int) -> float:
